@@ -1,0 +1,1 @@
+"""torchbragg: nanoBragg in PyTorch."""

@@ -1,0 +1,285 @@
+"""Scan a nanoBragg command line exactly as the C program does, with clear errors.
+
+The C program applies every matching pattern to every argument that starts with ``-`` and
+converts values with ``atof``/``atoi``, which read ``"abc"`` as 0 and never complain. Here:
+
+* the most specific matching pattern (the longest) is the option the user meant; its values
+  must be numbers where numbers are expected, and must be present;
+* other patterns that also match (``-mosaic_seed`` also matching ``-seed``) are applied as the
+  C program applies them, with C's lenient conversion, and reported as warnings when they
+  change anything;
+* an argument that matches no pattern, or a stray value no option reads, is an error naming
+  the nearest real option, unless ``--allow-unknown`` turns these errors into warnings.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass, field
+
+from torchbragg.cli.options import RULES, UNUSED_BY_C, CState, Rule
+
+_C_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|nan)",
+                       re.IGNORECASE)
+_C_INT = re.compile(r"^\s*[+-]?\d+")
+
+
+class UsageError(ValueError):
+    """A command line the program cannot run; ``str()`` is one line for the user."""
+
+
+@dataclass
+class ParsedArgs:
+    """The C variables after the scan plus what the scan noticed.
+
+    Attributes
+    ----------
+    state:
+        nanoBragg's variables (SI units) as the C scan leaves them.
+    warnings:
+        Lines to print before the run.
+    extensions:
+        torchbragg-only settings given with ``--name value``.
+    """
+
+    state: CState
+    warnings: list[str] = field(default_factory=list)
+    extensions: dict = field(default_factory=dict)
+
+
+def c_atof(text: str) -> float:
+    """Convert like C's ``atof``: the longest numeric prefix, 0.0 when there is none."""
+    m = _C_NUMBER.match(text)
+    return float(m.group(0)) if m else 0.0
+
+
+def c_atoi(text: str) -> int:
+    """Convert like C's ``atoi``: the leading integer, 0 when there is none."""
+    m = _C_INT.match(text)
+    return int(m.group(0)) if m else 0
+
+
+def is_number(text: str) -> bool:
+    """Return True if ``text`` is a complete decimal number (a value, not an option)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _strict(option: str, kind: str, text: str) -> float | int | str:
+    if kind == "s":
+        return text
+    try:
+        if kind == "i":
+            value = float(text)
+            if value != int(value):
+                raise ValueError
+            return int(value)
+        return float(text)
+    except ValueError:
+        what = "an integer" if kind == "i" else "a number"
+        raise UsageError(f"option {option}: expected {what}, got '{text}'") from None
+
+
+def _lenient(kind: str, text: str) -> float | int | str:
+    return text if kind == "s" else (c_atoi(text) if kind == "i" else c_atof(text))
+
+
+def _cell_values(argv: list[str], i: int, strict: bool) -> list[float]:
+    """Read up to six cell values after ``-cell``, stopping at an argument starting with '-'."""
+    values = []
+    for text in argv[i + 1 : i + 7]:
+        if text.startswith("-"):
+            break
+        values.append(_strict("-cell", "f", text) if strict else c_atof(text))
+    if strict and not values:
+        raise UsageError("option -cell: expected a b c [alpha beta gamma], got no values")
+    return values
+
+
+def _misset_values(argv: list[str], i: int, strict: bool) -> list | None:
+    """``-misset random`` or ``-misset x y z``; None when C would skip the rule."""
+    rest = argv[i + 1 :]
+    if rest and "rand" in rest[0]:
+        return ["random"]
+    if len(rest) < 3:
+        if strict:
+            raise UsageError("option -misset: expected 'random' or three angles in degrees")
+        return None
+    return [(_strict("-misset", "f", t) if strict else c_atof(t)) for t in rest[:3]]
+
+
+def _values(rule: Rule, argv: list[str], i: int, strict: bool) -> list | None:
+    """Values for ``rule`` at ``argv[i]``; None where the C program skips the rule."""
+    token = argv[i]
+    if rule.pattern == "-cell":
+        return _cell_values(argv, i, strict)
+    if rule.pattern == "-misset":
+        return _misset_values(argv, i, strict)
+    if rule.pattern == "-detector_abs":
+        if i + 1 >= len(argv):
+            raise UsageError("option -detector_abs: expected an attenuation depth in um or 'inf'")
+        text = argv[i + 1]
+        if "inf" in text:
+            return ["inf"]
+        return [_strict(token, "f", text) if strict else c_atof(text)]
+    n = max(rule.nargs, 0)
+    if rule.pattern == "-curved_det":
+        n = 1  # the C program wants an argument after it, though it reads none
+    if i + n >= len(argv):
+        if strict and rule.nargs > 0:
+            raise UsageError(f"option {token}: expected {rule.nargs} value(s), got "
+                             f"{len(argv) - i - 1}")
+        return None
+    if rule.nargs <= 0:
+        return []
+    texts = argv[i + 1 : i + 1 + n]
+    kinds = rule.kinds if len(rule.kinds) == n else rule.kinds[0] * n
+    if strict:
+        return [_strict(token, k, t) for k, t in zip(kinds, texts, strict=True)]
+    return [_lenient(k, t) for k, t in zip(kinds, texts, strict=True)]
+
+
+def _consumed(rule: Rule, values: list) -> int:
+    """How many arguments after the option belong to it."""
+    if rule.pattern == "-curved_det":
+        return 0
+    return len(values)
+
+
+def _same(x: object, y: object) -> bool:
+    return x == y or (isinstance(x, float) and isinstance(y, float) and x != x and y != y)
+
+
+def _changed_fields(before: CState, after: CState) -> list[str]:
+    return [k for k in vars(before) if not _same(getattr(before, k), getattr(after, k))]
+
+
+def _side_effect_warning(token: str, side: Rule, state: CState, values: list) -> str | None:
+    """Describe what a pattern that matched by accident changes, or None."""
+    with_side = copy.deepcopy(state)
+    side.apply(with_side, values)
+    changed = _changed_fields(state, with_side)
+    if not changed:
+        return None
+    shown = ", ".join(f"{k}={getattr(with_side, k)!r}" for k in changed)
+    return (f"WARNING: {token} also matches nanoBragg's {side.pattern} (options are matched by "
+            f"substring), which sets {shown}; applied as nanoBragg does")
+
+
+def suggest(token: str) -> str:
+    """The real option nearest to an unknown one, as ' (did you mean -x?)' or ''."""
+    names = sorted({r.pattern for r in RULES})
+    close = difflib.get_close_matches(token, names, n=1, cutoff=0.5)
+    if not close:
+        close = [n for n in names if n.startswith(token[:4])][:1]
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _extensions(argv: list[str]) -> tuple[list[str], dict]:
+    """Split off torchbragg's own ``--name [value]`` options."""
+    flags = {"--allow-unknown": 0, "--dtype": 1, "--device": 1, "--memory-budget-mb": 1,
+             "--quiet": 0}
+    rest, ext = [], {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok.startswith("--"):
+            if tok not in flags:
+                raise UsageError(f"unknown option {tok}; torchbragg's own options are "
+                                 + ", ".join(flags))
+            n = flags[tok]
+            if i + n >= len(argv):
+                raise UsageError(f"option {tok}: expected a value")
+            ext[tok[2:].replace("-", "_")] = argv[i + 1] if n else True
+            i += 1 + n
+            continue
+        rest.append(tok)
+        i += 1
+    return rest, ext
+
+
+def _scan_token(argv: list[str], i: int, st: CState, warnings: list[str]) -> int | None:
+    """Apply every rule matching ``argv[i]``; return how many values it takes, None if none."""
+    token = argv[i]
+    matched = [r for r in RULES if r.matches(token)]
+    if not matched:
+        return None
+    if max(matched, key=lambda r: len(r.pattern)).pattern in UNUSED_BY_C:
+        warnings.append(f"WARNING: {token} is read by nanoBragg but does not change the "
+                        "image; accepted and ignored")
+    primary = max(matched, key=lambda r: len(r.pattern))
+    taken = 0
+    for rule in matched:
+        is_primary = rule is primary
+        values = _values(rule, argv, i, strict=is_primary)
+        if values is None:
+            if rule.pattern == "-curved_det":
+                warnings.append("WARNING: -curved_det is the last argument; nanoBragg ignores "
+                                "it there, and so does this run")
+            continue
+        if is_primary:
+            taken = _consumed(rule, values)
+        else:
+            note = _side_effect_warning(token, rule, st, values)
+            if note:
+                warnings.append(note)
+        rule.apply(st, values)
+        if rule.stop:
+            break
+    return taken
+
+
+def parse_args(argv: list[str]) -> ParsedArgs:
+    """Scan ``argv`` (without the program name) as nanoBragg does.
+
+    Raises
+    ------
+    UsageError
+        For a malformed value, a missing value, or (unless ``--allow-unknown``) an option
+        the C program would silently ignore.
+    """
+    argv, ext = _extensions(list(argv))
+    st = CState()
+    warnings: list[str] = []
+    problems: list[str] = []
+    owned = 0  # arguments still belonging to the previous option
+    for i, token in enumerate(argv):
+        if owned > 0:
+            owned -= 1
+            if not token.startswith("-"):
+                continue
+        if not token.startswith("-"):
+            problems.append(f"stray argument '{token}' is not read by any option")
+            continue
+        taken = _scan_token(argv, i, st, warnings)
+        if taken is None:
+            if not is_number(token):
+                problems.append(f"unknown option {token}{suggest(token)}")
+            continue
+        owned = taken
+    _report_problems(problems, ext, warnings)
+    _warn_surprises(st, warnings)
+    return ParsedArgs(state=st, warnings=warnings, extensions=ext)
+
+
+def _report_problems(problems: list[str], ext: dict, warnings: list[str]) -> None:
+    if not problems:
+        return
+    if ext.get("allow_unknown"):
+        warnings.extend(f"WARNING: {p}; ignored as nanoBragg ignores it" for p in problems)
+        return
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    raise UsageError(f"{problems[0]}{more}; nanoBragg would silently ignore it. "
+                     "Pass --allow-unknown to run anyway")
+
+
+def _warn_surprises(st: CState, warnings: list[str]) -> None:
+    if st.pix0_given is not None:
+        warnings.append("WARNING: -pix0_vector sets the custom convention but nanoBragg then "
+                        "recomputes pix0 from the beam centre and distance; the given vector "
+                        "is not used (as in nanoBragg)")

@@ -1,0 +1,30 @@
+"""Usage text, generated from the declared options."""
+
+from __future__ import annotations
+
+from torchbragg.cli.options import RULES
+
+
+def usage_text() -> str:
+    """Options grouped by topic, one line each."""
+    lines = ["usage: torchbragg -mat auto.mat -hkl Fs.hkl [options]   (or -cell ... -default_F)",
+             "  (nanoBragg's command line; options match by substring as in nanoBragg)"]
+    groups: dict[str, list] = {}
+    for rule in RULES:
+        groups.setdefault(rule.group, []).append(rule)
+    for group, rules in groups.items():
+        lines.append(f"{group}:")
+        seen = set()
+        for rule in rules:
+            if rule.help in seen and rule.nargs == 0:
+                continue
+            seen.add(rule.help)
+            lines.append(f"  {rule.pattern:<22s} {rule.help}")
+    lines.append("torchbragg's own options:")
+    lines.append("  --dtype float64|float32   precision (default float64)")
+    lines.append("  --device cpu|cuda         where to render")
+    lines.append("  --memory-budget-mb N      working memory per chunk (default 512, or "
+                 "$TORCHBRAGG_MEMORY_MB)")
+    lines.append("  --allow-unknown           warn about options nanoBragg ignores instead "
+                 "of stopping")
+    return "\n".join(lines)

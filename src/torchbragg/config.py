@@ -1,0 +1,158 @@
+"""Frozen descriptions of one simulation, with units in field names.
+
+These are what the models are built from. They hold values after nanoBragg's precedence rules
+have been applied (see :mod:`torchbragg.precedence`); ``None`` means "not given" where a
+choice remains open. Arrays are numpy float64 and are never mutated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Thomson cross section of the electron (m^2) and Avogadro's number, as nanoBragg uses them.
+R_E_SQR_M2 = 7.94079248018965e-30
+AVOGADRO = 6.02214179e23
+WATER_F = 2.57
+WATER_MW = 18.0
+
+
+@dataclass(frozen=True, eq=False)
+class DetectorConfig:
+    """Detector geometry before pivoting and rotation.
+
+    Vectors are unit, lab frame. ``beam_f_m``/``beam_s_m`` are the direct-beam spot and
+    ``close_f_m``/``close_s_m`` the point of closest approach, in metres along the fast and
+    slow axes from the corner of the first pixel (C's Fbeam, Sbeam, Fclose, Sclose).
+    """
+
+    convention: str
+    pivot: str
+    fdet: tuple
+    sdet: tuple
+    odet: tuple
+    twotheta_axis: tuple
+    pixel_size_m: float
+    fpixels: int
+    spixels: int
+    distance_m: float
+    close_distance_m: float | None
+    beam_f_m: float
+    beam_s_m: float
+    close_f_m: float
+    close_s_m: float
+    rotations_rad: tuple = (0.0, 0.0, 0.0)
+    twotheta_rad: float = 0.0
+    curved: bool = False
+    point_pixel: bool = False
+    thickness_m: float = 0.0
+    thicksteps: int = 1
+    thickstep_m: float = 0.0
+    mu_per_m: float = -1.0
+    roi: tuple = (0, 0, 0, 0)
+    xbeam_m: float = 0.0
+    ybeam_m: float = 0.0
+    xclose_m: float = 0.0
+    yclose_m: float = 0.0
+
+    @property
+    def detsize_f_m(self) -> float:
+        """Fast size of the detector (metres)."""
+        return self.pixel_size_m * self.fpixels
+
+    @property
+    def detsize_s_m(self) -> float:
+        """Slow size of the detector (metres)."""
+        return self.pixel_size_m * self.spixels
+
+
+@dataclass(frozen=True, eq=False)
+class BeamConfig:
+    """Incident beam: sources, polarization and fluence.
+
+    ``source_directions`` (n, 3) are unit vectors from the sample towards each source, so the
+    incident direction is their negative. Weights are read but, as in nanoBragg, not applied.
+    """
+
+    wavelength_m: float
+    beam: tuple
+    polar_vector: tuple
+    source_directions: np.ndarray
+    source_wavelengths_m: np.ndarray
+    source_weights: np.ndarray
+    polarization: float = 0.0
+    nopolar: bool = False
+    fluence_per_m2: float = 125932015286227086360700780544.0
+    flux_per_s: float = 0.0
+    exposure_s: float = 1.0
+    beamsize_m: float = 1e-4
+
+
+@dataclass(frozen=True, eq=False)
+class CrystalConfig:
+    """Unit cell, orientation, size, spot shape, spindle and mosaic domains.
+
+    Exactly one of ``cell`` (a, b, c in Å; alpha, beta, gamma in radians) and
+    ``mosflm_reciprocal_invA`` (rows a*, b*, c* in 1/Å, wavelength removed) starts the
+    orientation; when both are given the matrix orients and the cell sets the lengths.
+    """
+
+    cell: tuple | None
+    mosflm_reciprocal_invA: np.ndarray | None
+    misset_rad: tuple | None
+    n_cells: tuple
+    shape: str = "square"
+    fudge: float = 1.0
+    spindle: tuple = (0.0, 0.0, 1.0)
+    phi0_rad: float = 0.0
+    phistep_rad: float = 0.0
+    phisteps: int = 1
+    osc_rad: float = 0.0
+    mosaic_spread_rad: float = 0.0
+    mosaic_umats: np.ndarray = field(default_factory=lambda: np.eye(3)[None])
+
+
+@dataclass(frozen=True, eq=False)
+class StructureFactorConfig:
+    """Structure factors on an integer (h, k, l) grid.
+
+    ``grid`` has shape (nh, nk, nl) for indices ``hkl_min`` .. ``hkl_min + shape - 1``, or is
+    None when no amplitudes were read (every reflection then has ``default_F``).
+    """
+
+    grid: np.ndarray | None
+    hkl_min: tuple = (0, 0, 0)
+    default_F: float = 0.0
+    interpolate: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class SamplingConfig:
+    """Sub-pixel sampling, resolution cut and the per-sub-pixel correction switches."""
+
+    oversample: int = 1
+    oversample_thick: bool = False
+    oversample_polar: bool = False
+    oversample_omega: bool = False
+    dmin_m: float = 0.0
+    water_size_m: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationConfig:
+    """Everything the renderer needs for one image."""
+
+    detector: DetectorConfig
+    beam: BeamConfig
+    crystal: CrystalConfig
+    structure_factors: StructureFactorConfig
+    sampling: SamplingConfig
+    mask: np.ndarray | None = None
+
+    @property
+    def steps(self) -> int:
+        """NanoBragg's normalisation: sources x mosaic domains x phi steps x oversample^2."""
+        n_src = len(self.beam.source_wavelengths_m)
+        n_mos = len(self.crystal.mosaic_umats)
+        return n_src * n_mos * self.crystal.phisteps * self.sampling.oversample ** 2

@@ -1,0 +1,1 @@
+"""File formats: SMV, PGM, HKL, Fdump, MOSFLM matrices, source lists, float images."""

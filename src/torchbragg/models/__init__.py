@@ -1,0 +1,1 @@
+"""Physical objects as torch.nn.Modules holding refinable parameters (SI units)."""

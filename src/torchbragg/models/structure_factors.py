@@ -1,0 +1,88 @@
+"""Structure factors on an integer Miller-index grid: nearest-index and tricubic lookup."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torchbragg.config import StructureFactorConfig
+from torchbragg.models._params import buffer, parameter
+
+
+class StructureFactors(nn.Module):
+    """Amplitudes F(h, k, l) with nanoBragg's lookup rules.
+
+    ``grid`` (nh, nk, nl) is refinable; indices outside it, or every index when no grid was
+    read, give ``default_F``.
+    """
+
+    def __init__(self, config: StructureFactorConfig, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        self.config = config
+        self.default_F = float(config.default_F)
+        self.interpolate = bool(config.interpolate) and config.grid is not None
+        grid = config.grid if config.grid is not None else [[[0.0]]]
+        self.grid = parameter(grid, dtype)
+        self.has_grid = config.grid is not None
+        self.register_buffer("hkl_min", buffer(config.hkl_min, torch.long))
+
+    def _sizes(self) -> torch.Tensor:
+        return torch.tensor(self.grid.shape, device=self.grid.device)
+
+    def _gather(self, index: torch.Tensor) -> torch.Tensor:
+        """Grid values at integer offsets ``index`` (..., 3), which must lie inside the grid."""
+        nh, nk, nl = self.grid.shape
+        flat = (index[..., 0] * nk + index[..., 1]) * nl + index[..., 2]
+        return self.grid.reshape(-1)[flat.reshape(-1)].reshape(flat.shape)
+
+    def nearest(self, hkl0: torch.Tensor) -> torch.Tensor:
+        """F at whole indices ``hkl0`` (..., 3) (float tensor of integers); default outside."""
+        if not self.has_grid:
+            return torch.full(hkl0.shape[:-1], self.default_F, dtype=self.grid.dtype,
+                              device=hkl0.device)
+        offset = hkl0.long() - self.hkl_min
+        inside = ((offset >= 0) & (offset < self._sizes())).all(-1)
+        value = self._gather(torch.where(inside[..., None], offset, torch.zeros_like(offset)))
+        return torch.where(inside, value, torch.full_like(value, self.default_F))
+
+    def interpolation_out_of_range(self, hkl: torch.Tensor) -> torch.Tensor:
+        """(...) True where the 4x4x4 neighbourhood of fractional ``hkl`` leaves the grid.
+
+        This is nanoBragg's test: h - h_min + 3 > n_h or h - 2 < h_min, on each axis.
+        """
+        lo = self.hkl_min.to(hkl.dtype)
+        sizes = self._sizes().to(hkl.dtype)
+        return ((hkl - lo + 3 > sizes) | (hkl - 2 < lo)).any(-1)
+
+    def tricubic(self, hkl: torch.Tensor) -> torch.Tensor:
+        """Tricubic (4-point Lagrange per axis) interpolation of F at fractional ``hkl``.
+
+        ``hkl`` (..., 3) must pass :meth:`interpolation_out_of_range`; use ``where`` to mask
+        points that do not (they are clamped here to stay addressable).
+        """
+        base = torch.floor(hkl)
+        nodes = base[..., None] + torch.arange(-1, 3, dtype=hkl.dtype, device=hkl.device)
+        weights = lagrange_weights(nodes, hkl)  # (..., 3, 4)
+        offset = nodes.long() - self.hkl_min[:, None]
+        offset = torch.minimum(offset.clamp(min=0), (self._sizes() - 1)[:, None])
+        idx = torch.stack(torch.broadcast_tensors(offset[..., 0, :, None, None],
+                                                  offset[..., 1, None, :, None],
+                                                  offset[..., 2, None, None, :]), -1)
+        values = self._gather(idx)  # (..., 4, 4, 4)
+        return torch.einsum("...ijk,...i,...j,...k->...", values, weights[..., 0, :],
+                            weights[..., 1, :], weights[..., 2, :])
+
+
+def lagrange_weights(nodes: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Weights of the cubic through four ``nodes`` (..., 3, 4) evaluated at ``x`` (..., 3)."""
+    x = x[..., None]
+    w = []
+    for i in range(4):
+        num = torch.ones_like(nodes[..., 0])
+        den = torch.ones_like(nodes[..., 0])
+        for j in range(4):
+            if j != i:
+                num = num * (x[..., 0] - nodes[..., j])
+                den = den * (nodes[..., i] - nodes[..., j])
+        w.append(num / den)
+    return torch.stack(w, -1)

@@ -1,0 +1,503 @@
+"""nanoBragg's precedence rules: from the scanned command line to a :class:`SimulationConfig`.
+
+This is the one place that decides what the C program decides between reading its arguments
+and rendering: SMV header ingestion, convention defaults for the beam centre, the pivot,
+auto-selection of phi, divergence, dispersion, layer and mosaic steps, crystal size from
+sample dimensions, oversampling, interpolation, and loading structure factors. It records the
+lines the C program prints on the way in :attr:`Plan.messages`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from torchbragg.cli.options import RTD, CState
+from torchbragg.config import (
+    AVOGADRO,
+    BeamConfig,
+    CrystalConfig,
+    DetectorConfig,
+    SamplingConfig,
+    SimulationConfig,
+    StructureFactorConfig,
+)
+from torchbragg.geometry import detector_frame
+from torchbragg.io import hkl as hkl_io
+from torchbragg.io import mosflm, smv
+from torchbragg.io import sources as sources_io
+from torchbragg.lattice import cell_constants, real_and_reciprocal, reciprocal_from_cell
+from torchbragg.rng import SharedState, default_noise_seed, mosaic_umats, random_misset_angles
+from torchbragg.sources import (
+    SOURCE_DISTANCE_M,
+    auto_range,
+    dispersion_wavelengths,
+    divergence_offsets,
+    grid_sources,
+    sane,
+)
+
+# Unrotated axes per convention: fdet, sdet, odet, beam, polar, spindle, twotheta axis.
+CONVENTION_AXES = {
+    "adxv": ((1, 0, 0), (0, -1, 0), (0, 0, 1), (0, 0, 1), (1, 0, 0), (1, 0, 0), (-1, 0, 0)),
+    "mosflm": ((0, 0, 1), (0, -1, 0), (1, 0, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, -1)),
+    "denzo": ((0, 0, 1), (0, -1, 0), (1, 0, 0), (1, 0, 0), (0, 0, 1), (0, 0, 1), (0, 0, -1)),
+    "xds": ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1), (1, 0, 0), (1, 0, 0), (1, 0, 0)),
+    "dials": ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0)),
+}
+
+
+class SetupError(ValueError):
+    """An impossible or incomplete simulation; ``str()`` is one line for the user."""
+
+
+@dataclass
+class Plan:
+    """A resolved run: the simulation, what to write, and the C program's messages so far."""
+
+    config: SimulationConfig
+    state: CState
+    messages: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+def _unit(v) -> tuple[np.ndarray, float]:
+    v = np.asarray(v, dtype=np.float64)
+    n = float(np.sqrt(v @ v))
+    return (v / n if n != 0 else v * 0), n
+
+
+def apply_smv_headers(st: CState) -> None:
+    """Initialise geometry from ``-mask`` then ``-img`` headers, as nanoBragg does first.
+
+    A mask's BEAM_CENTER_Y is measured from the other edge (the C program stores
+    detsize_s - value); an image header's is taken as is.
+    """
+    keys = (("distance_m", "distance"), ("close_distance_m", "close_distance"),
+            ("wavelength_m", "lambda0"), ("xbeam_m", "Xbeam"), ("ybeam_m", "Ybeam"),
+            ("orgx_px", "ORGX"), ("orgy_px", "ORGY"), ("phi0_rad", "phi0"), ("osc_rad", "osc"))
+    for path, role in ((st.mask_path, "mask"), (st.img_path, "img")):
+        if path is None:
+            continue
+        header = smv.smv_header_geometry(smv.read_smv(path).header_text, role, st.pixel_size)
+        st.fpixels, st.spixels = header["size_fast"], header["size_slow"]
+        st.pixel_size = header["pixel_size_m"]
+        st.detsize_f, st.detsize_s = header["detsize_f_m"], header["detsize_s_m"]
+        for key, attr in keys:
+            if key in header:
+                setattr(st, attr, header[key])
+
+
+def _detector_size(st: CState) -> None:
+    if st.pixel_size <= 0:
+        raise SetupError(f"pixel size must be positive, got {st.pixel_size * 1000:g} mm")
+    if st.fpixels < 0 or st.spixels < 0:
+        raise SetupError(f"detector pixel counts must be positive, got {st.fpixels} x "
+                         f"{st.spixels}")
+    if st.fpixels:
+        st.detsize_f = st.pixel_size * st.fpixels
+    if st.spixels:
+        st.detsize_s = st.pixel_size * st.spixels
+    st.fpixels = math.ceil(st.detsize_f / st.pixel_size - 0.5)
+    st.spixels = math.ceil(st.detsize_s / st.pixel_size - 0.5)
+    if st.fpixels <= 0 or st.spixels <= 0:
+        raise SetupError(f"detector has no pixels ({st.fpixels} x {st.spixels}); check "
+                         "-detpixels, -detsize and -pixel")
+
+
+def _fluence(st: CState, msgs: list[str]) -> None:
+    """Fluence from flux, exposure and beam size; clip the sample to the beam."""
+    if st.flux != 0.0 and st.exposure > 0.0 and st.beamsize >= 0:
+        st.fluence = st.flux * st.exposure / st.beamsize / st.beamsize
+    if st.beamsize >= 0:
+        if st.beamsize < st.sample_y:
+            msgs.append(f"WARNING: clipping sample ({_g(st.sample_y)} m high) with beam "
+                        f"({_g(st.beamsize)} m)")
+            st.sample_y = st.beamsize
+        if st.beamsize < st.sample_z:
+            msgs.append(f"WARNING: clipping sample ({_g(st.sample_z)} m wide) with beam "
+                        f"({_g(st.beamsize)} m)")
+            st.sample_z = st.beamsize
+    if st.exposure > 0.0:
+        st.flux = st.fluence / st.exposure * st.beamsize * st.beamsize
+
+
+def _g(x: float) -> str:
+    """C's %g."""
+    return f"{x:g}"
+
+
+def _beam_centre(st: CState) -> dict:
+    """Convention defaults for the beam centre and the unrotated axes (C's Fbeam etc.)."""
+    px, df, ds = st.pixel_size, st.detsize_f, st.detsize_s
+    fclose = (st.ORGX - 0.5) * px if not math.isnan(st.ORGX) else df / 2.0
+    sclose = (st.ORGY - 0.5) * px if not math.isnan(st.ORGY) else ds / 2.0
+    xclose = st.Xclose if not math.isnan(st.Xclose) else fclose
+    yclose = st.Yclose if not math.isnan(st.Yclose) else sclose
+    xb, yb, conv = st.Xbeam, st.Ybeam, st.convention
+    pivot = st.pivot
+    if conv in CONVENTION_AXES:
+        axes = CONVENTION_AXES[conv]
+        st.fdet, st.sdet, st.odet, st.beam, st.polar_vector, st.spindle, st.twotheta_axis = (
+            list(map(float, a)) for a in axes)
+    if conv == "adxv":
+        xb = (df + px) / 2.0 if math.isnan(xb) else xb
+        yb = (ds - px) / 2.0 if math.isnan(yb) else yb
+        fbeam, sbeam, pivot = xb, ds - yb, "beam"
+    elif conv in ("mosflm", "denzo"):
+        xb = (ds + px) / 2.0 if math.isnan(xb) else xb
+        yb = (df + px) / 2.0 if math.isnan(yb) else yb
+        half = 0.5 * px if conv == "mosflm" else 0.0
+        fbeam, sbeam, pivot = yb + half, xb + half, "beam"
+    else:
+        xb = xclose if math.isnan(xb) else xb
+        yb = yclose if math.isnan(yb) else yb
+        fbeam, sbeam = xb, yb
+        if conv in ("xds", "dials"):
+            pivot = "sample"
+        else:
+            fclose, sclose = xb, yb
+    return dict(xbeam=xb, ybeam=yb, xclose=xclose, yclose=yclose, fbeam=fbeam, sbeam=sbeam,
+                fclose=fclose, sclose=sclose, pivot=pivot)
+
+
+def _axes(st: CState, msgs: list[str]) -> dict[str, np.ndarray]:
+    """Unit axes; an odet that is not already unit length is rebuilt from fdet x sdet."""
+    f, _ = _unit(st.fdet)
+    s, _ = _unit(st.sdet)
+    o, n = _unit(st.odet)
+    if n != 1.0:
+        msgs.append("WARNING: auto-generating odet_vector")
+        o, _ = _unit(np.cross(f, s))
+    return dict(fdet=f, sdet=s, odet=o, beam=_unit(st.beam)[0],
+                polar=_unit(st.polar_vector)[0], spindle=_unit(st.spindle)[0],
+                twotheta_axis=np.asarray(st.twotheta_axis, dtype=np.float64))
+
+
+def _phi_steps(st: CState) -> tuple[int, float, float]:
+    """NanoBragg's auto-selection of (phisteps, osc, phistep), angles in radians."""
+    steps, osc, step = st.phisteps, st.osc, st.phistep
+    if steps < 0:
+        if osc < 0.0:
+            return (1, 0.0, 0.0) if step <= 0.0 else (2, step, step)
+        if step <= 0.0:
+            return 2, osc, osc / 2.0
+        return math.ceil(osc / step), osc, step
+    steps = max(steps, 1)
+    if osc < 0.0:
+        if step <= 0.0:
+            return steps, 1.0 / RTD, 1.0 / RTD / steps
+        return 2, step, step
+    if step < 0.0:
+        return steps, osc, osc / steps
+    return steps, osc, step
+
+
+def _mosaic(st: CState, msgs: list[str]) -> tuple[int, float]:
+    domains, spread = st.mosaic_domains, st.mosaic_spread
+    if domains <= 0:
+        if spread < 0.0:
+            return 1, 0.0
+        if spread == 0.0:
+            return 1, spread
+        msgs.append("WARNING: finite mosaicity with only one domain! upping to 10 mosaic "
+                    "domains")
+        return 10, spread
+    if spread < 0.0:
+        msgs.append("WARNING: no mosaic spread specified.  setting mosaic_domains = 1")
+        return 1, 0.0
+    if spread == 0.0:
+        msgs.append("WARNING: zero mosaic spread specified.  setting mosaic_domains = 1")
+        return 1, spread
+    return domains, spread
+
+
+def _check_values(st: CState) -> None:
+    if not st.lambda0 > 0:
+        raise SetupError(f"wavelength must be positive, got {st.lambda0 * 1e10:g} Å")
+    checks = (("-phisteps", st.phisteps), ("-mosaic_dom", st.mosaic_domains),
+              ("-dispsteps", st.dispsteps), ("-hdivsteps", st.hdivsteps),
+              ("-vdivsteps", st.vdivsteps), ("-detector_thicksteps", st.detector_thicksteps),
+              ("-oversample", st.oversample))
+    for name, value in checks:
+        if value < -1:
+            raise SetupError(f"{name} must not be negative, got {value}")
+    if st.mosaic_domains == 0:
+        raise SetupError("-mosaic_dom 0: a mosaic crystal needs at least one domain")
+    if st.Na <= 0 or st.Nb <= 0 or st.Nc <= 0:
+        raise SetupError(f"crystal size in cells must be positive, got {st.Na:g} x {st.Nb:g} "
+                         f"x {st.Nc:g}")
+
+
+def _thickness(st: CState, msgs: list[str]) -> tuple[int, float, float, float]:
+    r = sane(auto_range(st.detector_thicksteps, st.detector_thick, -1.0, one_sided=True))
+    mu = st.detector_mu
+    if r.range > 0.0 and mu < 0.0:
+        mu = 1.0 / r.range
+        msgs.append(f"WARNING: setting detector attenuation depth to {mu:g} m")
+    return r.steps, r.range, r.step, mu
+
+
+def usage_needed(st: CState) -> bool:
+    """True when nanoBragg prints its usage: no structure factors or no orientation."""
+    no_f = st.hkl_path is None and not os.path.exists(st.dump_path) and st.default_F == 0.0
+    return no_f or (st.mat_path is None and st.cell[0] == 0.0)
+
+
+def resolve(st: CState) -> Plan:
+    """Apply nanoBragg's precedence rules to the scanned command line.
+
+    Raises
+    ------
+    SetupError
+        For impossible values (non-positive wavelength or pixel size, negative step counts,
+        zero mosaic domains, ...).
+    torchbragg.io.errors.InputFileError
+        For unreadable or malformed input files.
+    """
+    msgs: list[str] = []
+    _check_values(st)
+    apply_smv_headers(st)
+    _detector_size(st)
+    _fluence(st, msgs)
+    centre = _beam_centre(st)
+    axes = _axes(st, msgs)
+    msgs.append("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel "
+                "5-17-17")
+    phisteps, osc, phistep = _phi_steps(st)
+    hdiv = sane(auto_range(st.hdivsteps, st.hdivrange, st.hdivstep))
+    vdiv = sane(auto_range(st.vdivsteps, st.vdivrange, st.vdivstep))
+    disp = sane(auto_range(st.dispsteps, st.dispersion, -1.0))
+    nthick, thick, thickstep, mu = _thickness(st, msgs)
+    domains, spread = _mosaic(st, msgs)
+    msgs.append(f"{st.convention} convention selected.")
+    det = _detector_config(st, centre, axes, (nthick, thick, thickstep, mu))
+    frame = _frame(det, axes)
+    msgs.append("pivoting detector around sample" if det.pivot == "sample" else
+                "pivoting detector around direct beam spot")
+    beam_in_det = [float(np.dot(axes["beam"], frame[k])) for k in ("fdet", "sdet", "odet")]
+    msgs.append("XDS incident beam: " + " ".join(_g(x) for x in beam_in_det))
+    interpolate = st.interpolate
+    if interpolate > 1:
+        auto = st.Na <= 2 or st.Nb <= 2 or st.Nc <= 2
+        msgs.append("auto-selected tricubic interpolation of structure factors" if auto
+                    else "auto-selected no interpolation")
+        interpolate = int(auto)
+    shared = SharedState()  # the C generators' static state, shared by all their streams
+    crystal, info = _crystal(st, axes, msgs, (phisteps, osc, phistep), (domains, spread),
+                             shared)
+    info["rng_shared"] = shared
+    oversample = _oversample(st, info, frame, msgs)
+    sf = _structure_factors(st, bool(interpolate), msgs, info)
+    msgs.extend(f"thick{i} = {_g(thickstep * i * 1e6)} um" for i in range(nthick))
+    msgs.extend(f"phi{i} = {_g((st.phi0 + phistep * i) * RTD)}" for i in range(phisteps))
+    beam = _beam(st, axes, hdiv, vdiv, disp, msgs)
+    msgs.append(f"  created a total of {domains} mosaic domains")
+    sampling = SamplingConfig(oversample=oversample, oversample_thick=st.oversample_thick,
+                              oversample_polar=st.oversample_polar,
+                              oversample_omega=st.oversample_omega, dmin_m=st.dmin,
+                              water_size_m=st.water_size)
+    mask = _mask(st)
+    config = SimulationConfig(detector=det, beam=beam, crystal=crystal, structure_factors=sf,
+                              sampling=sampling, mask=mask)
+    info.update(frame=frame, hdiv=hdiv, vdiv=vdiv, disp=disp, n_hkl=sf_count(sf),
+                n_div=len(divergence_offsets(hdiv, vdiv, st.round_div)))
+    return Plan(config=config, state=st, messages=msgs, info=info)
+
+
+def sf_count(sf: StructureFactorConfig) -> int:
+    """Number of grid entries (C's ``hkls`` for a dump file)."""
+    return 0 if sf.grid is None else int(np.prod(sf.grid.shape))
+
+
+def _detector_config(st: CState, centre: dict, axes: dict, thick: tuple) -> DetectorConfig:
+    nthick, thickness, thickstep, mu = thick
+    roi = list(st.roi)
+    defaults = (0, st.fpixels, 0, st.spixels)
+    roi = tuple(d if v < 0 else v for v, d in zip(roi, defaults, strict=True))
+    close = None if math.isnan(st.close_distance) else st.close_distance
+    return DetectorConfig(
+        convention=st.convention, pivot=centre["pivot"], fdet=tuple(axes["fdet"]),
+        sdet=tuple(axes["sdet"]), odet=tuple(axes["odet"]),
+        twotheta_axis=tuple(axes["twotheta_axis"]), pixel_size_m=st.pixel_size,
+        fpixels=st.fpixels, spixels=st.spixels, distance_m=st.distance,
+        close_distance_m=close, beam_f_m=centre["fbeam"], beam_s_m=centre["sbeam"],
+        close_f_m=centre["fclose"], close_s_m=centre["sclose"],
+        rotations_rad=(st.detector_rotx, st.detector_roty, st.detector_rotz),
+        twotheta_rad=st.detector_twotheta, curved=st.curved_detector,
+        point_pixel=st.point_pixel, thickness_m=thickness, thicksteps=nthick,
+        thickstep_m=thickstep, mu_per_m=mu, roi=roi, xbeam_m=centre["xbeam"],
+        ybeam_m=centre["ybeam"], xclose_m=centre["xclose"], yclose_m=centre["yclose"])
+
+
+def _frame(det: DetectorConfig, axes: dict) -> dict:
+    """The rotated detector frame as plain floats (for reports and auto-selection)."""
+    t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
+    fr = detector_frame(
+        {k: t(axes[k]) for k in ("fdet", "sdet", "odet", "beam", "twotheta_axis")},
+        t(det.rotations_rad), t(det.twotheta_rad), det.pivot,
+        t((det.beam_f_m, det.beam_s_m)), t((det.close_f_m, det.close_s_m)), t(det.distance_m),
+        None if det.close_distance_m is None else t(det.close_distance_m))
+    return {k: (v.numpy() if v.ndim else float(v)) for k, v in vars(fr).items()}
+
+
+def _orientation(st: CState, msgs: list[str], shared: SharedState):
+    """Starting reciprocal vectors, cell and misset as the C program sets them up."""
+    cell = recip = volume = None
+    if st.user_cell:
+        a, b, c, al, be, ga = st.cell
+        b = b if b > 0 else a
+        c = c if c > 0 else a
+        al, be, ga = (x if x > 0 else math.pi / 2 for x in (al, be, ga))
+        cell = (a, b, c, al, be, ga)
+        recip, volume = reciprocal_from_cell(torch.tensor(cell, dtype=torch.float64))
+        if float(volume) <= 0:
+            raise SetupError(f"impossible unit cell: volume {float(volume):g} Å^3")
+    mat = None
+    if st.mat_path is not None:
+        msgs.append(f"reading {st.mat_path}")
+        mat = np.stack(mosflm.reciprocal_vectors_from_mosflm(
+            mosflm.read_mosflm_matrix(st.mat_path), wavelength_m=st.lambda0))
+        recip = torch.tensor(mat, dtype=torch.float64)
+    misset = None
+    if st.misset_mode == -1:
+        seed = st.misset_seed if st.misset_seed is not None else default_noise_seed()
+        misset = tuple(float(x) for x in random_misset_angles(seed, shared))
+        msgs.append("random orientation misset angles: "
+                    + " ".join(f"{x * RTD:f}" for x in misset) + " deg")
+    elif st.misset_mode == 1:
+        misset = tuple(st.misset_rad)
+    return cell, recip, volume, mat, misset
+
+
+def _crystal(st: CState, axes: dict, msgs: list[str], phi: tuple, mosaic: tuple,
+             shared: SharedState) -> tuple[CrystalConfig, dict]:
+    cell, recip, volume, mat, misset = _orientation(st, msgs, shared)
+    t = torch.tensor
+    real, reciprocal = real_and_reciprocal(
+        recip, None if misset is None else t(misset, dtype=torch.float64),
+        None if cell is None else t(cell, dtype=torch.float64), volume)
+    lengths_m = [float(torch.linalg.norm(v)) * 1e-10 for v in real]
+    sizes = (st.sample_x, st.sample_y, st.sample_z)
+    n = [st.Na, st.Nb, st.Nc]
+    for i in range(3):
+        if sizes[i] > 0:
+            n[i] = float(math.ceil(sizes[i] / lengths_m[i]))
+        n[i] = max(n[i], 1.0)
+    phisteps, osc, phistep = phi
+    domains, spread = mosaic
+    umats = mosaic_umats(spread * RTD, domains, st.mosaic_seed, shared)
+    crystal = CrystalConfig(
+        cell=cell, mosflm_reciprocal_invA=mat, misset_rad=misset, n_cells=tuple(n),
+        shape=st.xtal_shape, fudge=st.fudge, spindle=tuple(axes["spindle"]),
+        phi0_rad=st.phi0, phistep_rad=phistep, phisteps=phisteps, osc_rad=osc,
+        mosaic_spread_rad=spread, mosaic_umats=np.asarray(umats, dtype=np.float64))
+    msgs.extend(_cell_report(real.numpy(), reciprocal.numpy()))
+    size = [lengths_m[i] * n[i] for i in range(3)]
+    return crystal, dict(xtal_size_m=size, n_cells_product=n[0] * n[1] * n[2])
+
+
+def _cell_report(real: np.ndarray, recip: np.ndarray) -> list[str]:
+    """The C program's unit-cell printout (lengths Å, angles degrees, vectors as columns)."""
+    volume = float(np.dot(real[0], np.cross(real[1], real[2])))
+    lines = ["Unit Cell: " + " ".join(_g(x) for x in cell_constants(torch.tensor(real))),
+             "Recp Cell: " + " ".join(_g(x) for x in cell_constants(torch.tensor(recip))),
+             f"volume = {_g(volume)} A^3"]
+    for title, names, m in (("real-space cell vectors (Angstrom):", ("a", "b", "c"), real),
+                            ("reciprocal-space cell vectors (Angstrom^-1):",
+                             ("a_star", "b_star", "c_star"), recip)):
+        lines.append(title)
+        lines.append("     " + "  ".join(f"{n:<10s}" for n in names))
+        for axis, row in zip("XYZ", m.T, strict=True):
+            lines.append(f"{axis}: " + " ".join(f"{x:11.8f}" for x in row))
+    return lines
+
+
+def _oversample(st: CState, info: dict, frame: dict, msgs: list[str]) -> int:
+    size = info["xtal_size_m"]
+    msgs.append("crystal is " + " x ".join(_g(s * 1e6) for s in size) + " microns")
+    biggest = max(size)
+    recip_px = st.lambda0 * frame["distance"] / st.pixel_size
+    recommended = max(math.ceil(3.0 * biggest / recip_px), 1)
+    oversample = st.oversample
+    if oversample <= 0:
+        oversample = recommended
+        msgs.append(f"auto-selected {oversample}-fold oversampling")
+    if oversample < recommended:
+        msgs.append(f"WARNING: maximum dimension of sample is {_g(biggest * 1e10)} A")
+        msgs.append(f"         but reciprocal pixel size is {_g(recip_px * 1e10)} A")
+        msgs.append("         intensity may vary significantly across a pixel!")
+        msgs.append(f"         recommend -oversample {recommended} to work around this")
+    volume = size[0] * size[1] * size[2]
+    msgs.append(f"approximate MW = {_g(volume * 1.2e6 * AVOGADRO / info['n_cells_product'])}")
+    return oversample
+
+
+def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
+                       info: dict) -> StructureFactorConfig:
+    table = None
+    if st.hkl_path is None:
+        if os.path.exists(st.dump_path):
+            msgs.append(f"reading Fs from {st.dump_path}")
+            table = hkl_io.read_fdump(st.dump_path)
+        elif st.default_F == 0.0:
+            raise SetupError("no -hkl file and no dump file to read, and -default_F is 0")
+    else:
+        msgs.append(f"counting entries in {st.hkl_path}")
+        table = hkl_io.read_hkl(st.hkl_path, st.default_F)
+        if st.default_F != 0.0:
+            msgs.append(f"initializing to default_F = {_g(st.default_F)}:")
+            msgs.append("done initializing:")
+        msgs.append(f"re-reading {st.hkl_path}")
+        try:
+            hkl_io.write_fdump(st.dump_path, table)
+            msgs.append(f"writing dump file for next time: {st.dump_path}")
+        except OSError:
+            msgs.append(f"WARNING: unable to open dump file: {st.dump_path}")
+    info["n_hkl_read"] = 0 if table is None else table.n_entries
+    if table is None or table.n_entries == 0:
+        return StructureFactorConfig(grid=None, default_F=st.default_F, interpolate=False)
+    return StructureFactorConfig(grid=table.F, hkl_min=(table.h_min, table.k_min, table.l_min),
+                                 default_F=st.default_F, interpolate=interpolate)
+
+
+def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str]) -> BeamConfig:
+    if st.source_path is not None:
+        table = sources_io.apply_source_defaults(sources_io.read_sources(st.source_path),
+                                                 axes["beam"], st.lambda0, SOURCE_DISTANCE_M)
+        pos, weights, lambdas = table.position_m, table.weight, table.wavelength_m
+    else:
+        offsets = divergence_offsets(hdiv, vdiv, st.round_div)
+        msgs.extend(f"divergence deviation: {_g(h)} {_g(v)}" for h, v in offsets)
+        waves = dispersion_wavelengths(st.lambda0, disp)
+        msgs.extend(f"lambda{i} = {w:.15g}" for i, w in enumerate(waves))
+        pos, weights, lambdas = grid_sources(axes["beam"], axes["polar"], offsets, waves)
+    msgs.append(f"  created a total of {len(lambdas)} sources:")
+    for p, w, lam in zip(pos, weights, lambdas, strict=True):
+        msgs.append(f"{_g(p[0])} {_g(p[1])} {_g(p[2])}   {_g(w)} {_g(lam)}")
+    if len(lambdas) == 0:
+        raise SetupError("no x-ray sources: the divergence grid or source file is empty")
+    if np.any(np.asarray(lambdas) <= 0):
+        raise SetupError("source wavelengths must be positive")
+    dirs = np.array([_unit(p)[0] for p in pos]).reshape(-1, 3)
+    return BeamConfig(wavelength_m=st.lambda0, beam=tuple(axes["beam"]),
+                      polar_vector=tuple(axes["polar"]), source_directions=dirs,
+                      source_wavelengths_m=np.asarray(lambdas, dtype=np.float64),
+                      source_weights=np.asarray(weights, dtype=np.float64),
+                      polarization=st.polarization, nopolar=st.nopolar,
+                      fluence_per_m2=st.fluence, flux_per_s=st.flux, exposure_s=st.exposure,
+                      beamsize_m=st.beamsize)
+
+
+def _mask(st: CState) -> np.ndarray | None:
+    if st.mask_path is None:
+        return None
+    pixels = smv.read_smv(st.mask_path).pixels
+    if pixels.shape != (st.spixels, st.fpixels):
+        raise SetupError(f"{st.mask_path}: mask is {pixels.shape[1]} x {pixels.shape[0]} "
+                         f"pixels but the detector is {st.fpixels} x {st.spixels}")
+    return pixels != 0

@@ -1,0 +1,287 @@
+"""The rendering kernel: intensities of a chunk of pixels, vectorised over all sampling steps.
+
+For each pixel nanoBragg loops over sensor layers (T), sub-pixels (Q = oversample^2), sources
+(S) and orientations (R = phi steps x mosaic domains, mosaic fastest), in that order, and adds
+F_cell^2 F_latt^2. Here those loops are tensor dimensions; only pixel chunks (and, when one
+pixel's steps alone exceed the memory budget, orientation chunks) are iterated.
+
+nanoBragg's particular rules, reproduced here:
+
+* the sum is divided by steps = S x R x Q (not T) and scaled by r_e^2 x fluence;
+* solid angle, polarization and capture fraction multiply the pixel sum once, using the value
+  from the first sub-pixel (solid angle), the first sub-pixel and source not cut by -dmin
+  (polarization) and the first sub-pixel of the last layer (capture fraction);
+* with ``-oversample_omega/_polar/_thick`` the matching factor instead multiplies the running
+  sum after every step that contributes: I <- (I + term) x factor. That recurrence is linear,
+  and is evaluated here in closed form with per-group powers and suffix products;
+* steps cut by -dmin, and steps whose lattice factor is exactly 0 (with no water background),
+  neither add nor multiply;
+* tricubic interpolation that meets a neighbourhood outside the HKL grid switches itself off
+  for the rest of the run, in nanoBragg's (single-threaded) loop order; that evaluation uses
+  default_F.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from torchbragg.config import AVOGADRO, R_E_SQR_M2, WATER_F, WATER_MW, SamplingConfig
+from torchbragg.geometry import DetectorFrame, dot, norm
+from torchbragg.models.beam import Beam
+from torchbragg.models.crystal import Crystal, Orientations
+from torchbragg.models.detector import Detector
+from torchbragg.models.structure_factors import StructureFactors
+from torchbragg.physics import capture_fraction, lattice_factor, polarization_factor, solid_angle
+
+DEFAULT_MEMORY_BUDGET_MB = 512
+# Rough peak bytes per (pixel, step) evaluation in float64, and extra for tricubic lookup.
+BYTES_PER_EVAL = 480
+BYTES_PER_INTERP_EVAL = 64 * 8 * 4
+
+
+def memory_budget_bytes(megabytes: float | None = None) -> int:
+    """Working-memory budget for one chunk: the argument, else $TORCHBRAGG_MEMORY_MB."""
+    if megabytes is None:
+        megabytes = float(os.environ.get("TORCHBRAGG_MEMORY_MB", DEFAULT_MEMORY_BUDGET_MB))
+    return int(megabytes * 2**20)
+
+
+@dataclass
+class InterpolationState:
+    """Whether tricubic interpolation is still on, and where it switched off."""
+
+    active: bool
+    switched_off_at: dict | None = None
+
+
+@dataclass
+class Context:
+    """Per-image quantities shared by all chunks (tensors on the render device)."""
+
+    frame: DetectorFrame
+    beam_dir: torch.Tensor
+    incident: torch.Tensor  # (S, 3)
+    wavelengths: torch.Tensor  # (S,)
+    orient: Orientations
+    layer_offsets: torch.Tensor  # (T,)
+    layers: torch.Tensor  # (T,) 0, 1, ... as floats
+    steps: int
+    i_bg: torch.Tensor
+    scale: torch.Tensor  # r_e^2 x fluence / steps
+
+
+@dataclass
+class ChunkResult:
+    """Pixel values of one chunk and what the statistics need."""
+
+    values: torch.Tensor  # (P,)
+    omega_sum: torch.Tensor  # scalar
+    extra: dict = field(default_factory=dict)
+
+
+class Renderer:
+    """Composes the physical models into pixel intensities; see the module docstring."""
+
+    def __init__(self, detector: Detector, crystal: Crystal, beam: Beam,
+                 structure_factors: StructureFactors, sampling: SamplingConfig):
+        self.detector, self.crystal, self.beam = detector, crystal, beam
+        self.sf, self.sampling = structure_factors, sampling
+        self.interp = InterpolationState(active=structure_factors.interpolate)
+
+    def context(self) -> Context:
+        """Evaluate the models once per image."""
+        det, beam = self.detector, self.beam
+        frame = det.frame(beam.direction)
+        cfg = det.config
+        dtype, device = det.pixel_size_m.dtype, det.pixel_size_m.device
+        layers = torch.arange(cfg.thicksteps, dtype=dtype, device=device)
+        orient = self.crystal()
+        steps = (beam.wavelengths_m.shape[0] * orient.lattice_m.shape[0]
+                 * self.sampling.oversample ** 2)
+        water = self.sampling.water_size_m
+        i_bg = (WATER_F * WATER_F * R_E_SQR_M2 * beam.fluence_per_m2 * water ** 3 * 1e6
+                * AVOGADRO / WATER_MW)
+        return Context(frame=frame, beam_dir=beam.direction, incident=beam.incident(),
+                       wavelengths=beam.wavelengths_m, orient=orient,
+                       layer_offsets=layers * cfg.thickstep_m, layers=layers, steps=steps,
+                       i_bg=i_bg, scale=R_E_SQR_M2 * beam.fluence_per_m2 / steps)
+
+    def evals_per_pixel(self, ctx: Context) -> int:
+        """Number of (layer, sub-pixel, source, orientation) evaluations per pixel."""
+        return (len(ctx.layers) * self.sampling.oversample ** 2 * ctx.incident.shape[0]
+                * ctx.orient.lattice_m.shape[0])
+
+    def bytes_per_eval(self) -> int:
+        """Estimated peak working memory per evaluation."""
+        extra = BYTES_PER_INTERP_EVAL if self.interp.active else 0
+        size = self.detector.pixel_size_m.element_size()
+        return (BYTES_PER_EVAL + extra) * size // 8
+
+    def render_pixels(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor,
+                      orientation_chunk: int | None = None) -> ChunkResult:
+        """Intensities (photons) of pixels ``fast``, ``slow`` (P,), in raster order."""
+        geo = self._subpixel_geometry(ctx, fast, slow)
+        n_orient = ctx.orient.lattice_m.shape[0]
+        # interpolation's switch-off follows loop order, so it never splits orientations
+        size = n_orient if self.interp.active else (orientation_chunk or n_orient)
+        flags = self._flags()
+        if any(flags) or size < n_orient or self.interp.active:
+            total = self._accumulate_recurrence(ctx, geo, size, flags)
+        else:
+            terms, _ = self._terms(ctx, geo, ctx.orient.lattice_m)
+            total = ctx.i_bg + terms.sum(dim=(1, 2, 3, 4))
+        values = ctx.scale * total * self._final_factors(geo, flags)
+        return ChunkResult(values=values, omega_sum=self._omega_sum(geo, flags))
+
+    def _flags(self) -> tuple[bool, bool, bool]:
+        s = self.sampling
+        return s.oversample_thick, s.oversample_polar, s.oversample_omega
+
+    def _subpixel_geometry(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor) -> dict:
+        """Per (pixel, layer, sub-pixel[, source]) quantities that do not depend on orientation."""
+        det, frame = self.detector, ctx.frame
+        pos = det.subpixel_positions(frame, ctx.beam_dir, fast, slow, self.sampling.oversample,
+                                     ctx.layer_offsets)  # (P, T, Q, 3)
+        airpath = norm(pos)
+        diffracted = pos / airpath[..., None]
+        omega = solid_angle(airpath, det.pixel_size_m, frame.close_distance,
+                            det.config.point_pixel)
+        cfg = det.config
+        parallax = dot(diffracted, frame.odet)
+        capture = capture_fraction(ctx.layers[:, None], torch.as_tensor(cfg.thickstep_m),
+                                   torch.as_tensor(cfg.mu_per_m), parallax)
+        d = diffracted[..., None, :]  # (P, T, Q, 1, 3)
+        scattering = (d - ctx.incident) / ctx.wavelengths[:, None]  # (P, T, Q, S, 3)
+        stol = 0.5 * norm(scattering)
+        dmin = self.sampling.dmin_m
+        cut = (stol > 0) & (dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol)))
+        cut = cut if dmin > 0 else torch.zeros_like(cut)
+        polar = polarization_factor(self.beam.polarization, ctx.incident, d,
+                                    self.beam.polar_vector)
+        return dict(scattering=scattering, omega=omega, capture=capture, polar=polar, cut=cut)
+
+    def _terms(self, ctx: Context, geo: dict,
+               lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """F_cell^2 F_latt^2 per step, (P, T, Q, S, R'), and which steps count (not skipped)."""
+        hkl = torch.einsum("ptqsx,rvx->ptqsrv", geo["scattering"], lattice)
+        hkl0 = torch.ceil(hkl - 0.5)
+        orient = ctx.orient
+        f_latt = lattice_factor(hkl, hkl0, self.crystal.shape, orient.n_cells,
+                                orient.reciprocal_invA, self.crystal.fudge)
+        counts = ~geo["cut"][..., None].expand_as(f_latt)
+        if self.sampling.water_size_m == 0:
+            counts = counts & (f_latt != 0)
+        f_cell = self._f_cell(hkl, hkl0, counts)
+        term = torch.where(counts, f_cell * f_cell * f_latt * f_latt, torch.zeros_like(f_latt))
+        return term, counts
+
+    def _f_cell(self, hkl: torch.Tensor, hkl0: torch.Tensor,
+                counts: torch.Tensor) -> torch.Tensor:
+        nearest = self.sf.nearest(hkl0)
+        if not self.interp.active:
+            return nearest
+        bad = self.sf.interpolation_out_of_range(hkl) & counts
+        interpolated = self.sf.tricubic(hkl)
+        flat_bad = bad.reshape(-1)
+        if not bool(flat_bad.any()):
+            return interpolated
+        first = int(torch.argmax(flat_bad.to(torch.uint8)))
+        order = torch.arange(flat_bad.numel(), device=hkl.device).reshape(bad.shape)
+        self._switch_off(hkl, hkl0, first)
+        default = torch.full_like(nearest, self.sf.default_F)
+        return torch.where(order < first, interpolated,
+                           torch.where(order == first, default, nearest))
+
+    def _switch_off(self, hkl: torch.Tensor, hkl0: torch.Tensor, first: int) -> None:
+        h = hkl.reshape(-1, 3)[first].tolist()
+        h0 = [int(x) for x in hkl0.reshape(-1, 3)[first].tolist()]
+        self.interp = InterpolationState(active=False,
+                                         switched_off_at=dict(hkl=h, hkl0=h0))
+
+    def _group_factors(self, geo: dict, flags: tuple[bool, bool, bool]) -> torch.Tensor:
+        """(P, T, Q, S) factor applied to the running sum after each counted step."""
+        thick, pol, omg = flags
+        f = torch.ones_like(geo["polar"])
+        if thick:
+            f = f * geo["capture"][..., None]
+        if pol:
+            f = f * geo["polar"]
+        if omg:
+            f = f * geo["omega"][..., None]
+        return f
+
+    def _accumulate_recurrence(self, ctx: Context, geo: dict, size: int,
+                               flags: tuple[bool, bool, bool]) -> torch.Tensor:
+        """I_final of the recurrence I <- (I + term) f over all steps, in closed form.
+
+        Orientation chunks are visited last to first so that each step knows how many counted
+        steps follow it in its (layer, sub-pixel, source) group.
+        """
+        f = self._group_factors(geo, flags)
+        lattice = ctx.orient.lattice_m
+        n = lattice.shape[0]
+        after = torch.zeros_like(f)  # counted steps after the current chunk, per group
+        partial = torch.zeros_like(f)  # sum over steps of term x f^(counted steps from it on)
+        starts = list(range(0, n, size))
+        for start in reversed(starts):
+            term, counts = self._terms(ctx, geo, lattice[start:start + size])
+            c = counts.to(f.dtype)
+            from_here = torch.flip(torch.cumsum(torch.flip(c, [-1]), -1), [-1]) + after[..., None]
+            partial = partial + (term * torch.pow(f[..., None], from_here)).sum(-1)
+            after = after + c.sum(-1)
+        group_total = torch.pow(f, after).reshape(f.shape[0], -1)  # (P, G) in loop order
+        later = torch.flip(torch.cumprod(torch.flip(group_total, [-1]), -1), [-1])
+        later = torch.cat((later[:, 1:], torch.ones_like(later[:, :1])), -1)
+        return ctx.i_bg * later[:, 0] * group_total[:, 0] + (partial.reshape(f.shape[0], -1)
+                                                             * later).sum(-1)
+
+    def _final_factors(self, geo: dict, flags: tuple[bool, bool, bool]) -> torch.Tensor:
+        """Once-per-pixel factors for the corrections not applied per step."""
+        thick, pol, omg = flags
+        out = torch.ones_like(geo["omega"][:, 0, 0])
+        if not omg:
+            out = out * geo["omega"][:, 0, 0]
+        if not pol and not self.beam.nopolar:
+            out = out * self._first_polar(geo)
+        if not thick and self.detector.config.thickness_m != 0.0:
+            out = out * geo["capture"][:, -1, 0]
+        return out
+
+    def _first_polar(self, geo: dict) -> torch.Tensor:
+        """Polarization of the first (layer, sub-pixel, source) not cut by -dmin; 0 if none."""
+        polar = geo["polar"].reshape(len(geo["polar"]), -1)
+        ok = ~geo["cut"].reshape(len(polar), -1)
+        first = torch.argmax(ok.to(torch.uint8), dim=1)
+        value = polar.gather(1, first[:, None])[:, 0]
+        return torch.where(ok.any(1), value, torch.zeros_like(value))
+
+    def _omega_sum(self, geo: dict, flags: tuple[bool, bool, bool]) -> torch.Tensor:
+        omega = geo["omega"]
+        if flags[2]:
+            return omega.sum()
+        return (omega[:, 0, 0] * omega[0].numel()).sum()
+
+
+def interpolation_warning(state: InterpolationState) -> list[str]:
+    """The two lines nanoBragg prints when interpolation leaves the HKL grid."""
+    at = state.switched_off_at
+    if at is None:
+        return []
+    h, k, l = (f"{x:g}" for x in at["hkl"])
+    h0, k0, l0 = at["hkl0"]
+    return [f"WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: "
+            f"{h},{k},{l},{h0},{k0},{l0} ",
+            "WARNING: further warnings will not be printed! "]
+
+
+def plan_chunks(n_pixels: int, evals_per_pixel: int, n_orientations: int,
+                bytes_per_eval: int, budget: int) -> tuple[int, int | None]:
+    """Pixels per chunk, and orientations per chunk when one pixel alone is too big."""
+    per_pixel = evals_per_pixel * bytes_per_eval
+    if per_pixel <= budget:
+        return max(1, min(n_pixels, budget // per_pixel)), None
+    return 1, max(1, math.floor(n_orientations * budget / per_pixel))

@@ -1,0 +1,109 @@
+"""The one entry point: build the models from a config and render an image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from torchbragg.config import SimulationConfig
+from torchbragg.models.beam import Beam
+from torchbragg.models.crystal import Crystal
+from torchbragg.models.detector import Detector
+from torchbragg.models.structure_factors import StructureFactors
+from torchbragg.render import (
+    InterpolationState,
+    Renderer,
+    memory_budget_bytes,
+    plan_chunks,
+)
+
+
+@dataclass
+class RenderOutput:
+    """An image and the side results nanoBragg reports.
+
+    Attributes
+    ----------
+    image:
+        (slow, fast) photons per pixel; pixels outside the ROI or masked are 0.
+    rendered:
+        (slow, fast) bool, the pixels that were computed.
+    omega_sum:
+        Sum of pixel solid angles over all sub-pixels and layers (sr), for the report.
+    interpolation:
+        Where tricubic interpolation switched itself off, if it did.
+    """
+
+    image: torch.Tensor
+    rendered: torch.Tensor
+    omega_sum: torch.Tensor
+    interpolation: InterpolationState
+
+
+class Simulator(nn.Module):
+    """Detector, crystal, beam and structure factors, rendered as nanoBragg renders them.
+
+    Parameters of the sub-modules can be switched to ``requires_grad`` for refinement;
+    ``forward()`` returns the (slow, fast) image in photons per pixel.
+    """
+
+    def __init__(self, config: SimulationConfig, dtype: torch.dtype = torch.float64,
+                 device: str | torch.device = "cpu"):
+        super().__init__()
+        self.config = config
+        self.detector = Detector(config.detector, dtype)
+        self.crystal = Crystal(config.crystal, dtype)
+        self.beam = Beam(config.beam, dtype)
+        self.structure_factors = StructureFactors(config.structure_factors, dtype)
+        mask = rendered_pixels(config)
+        self.register_buffer("rendered", mask)
+        self.to(device)
+
+    def render(self, memory_budget_mb: float | None = None) -> RenderOutput:
+        """Render the image in pixel chunks that fit the memory budget."""
+        renderer = Renderer(self.detector, self.crystal, self.beam, self.structure_factors,
+                            self.config.sampling)
+        ctx = renderer.context()
+        slow, fast = torch.nonzero(self.rendered, as_tuple=True)
+        n_pix = slow.numel()
+        per_chunk, orient_chunk = plan_chunks(
+            n_pix, renderer.evals_per_pixel(ctx), ctx.orient.lattice_m.shape[0],
+            renderer.bytes_per_eval(), memory_budget_bytes(memory_budget_mb))
+        values, omega = [], ctx.i_bg * 0
+        for start in range(0, n_pix, per_chunk):
+            sl = slice(start, start + per_chunk)
+            out = renderer.render_pixels(ctx, fast[sl], slow[sl], orient_chunk)
+            values.append(out.values)
+            omega = omega + out.omega_sum
+        dtype = self.detector.pixel_size_m.dtype
+        image = torch.zeros(self.rendered.shape, dtype=dtype, device=self.rendered.device)
+        if values:
+            image = image.index_put((slow, fast), torch.cat(values))
+        return RenderOutput(image=image, rendered=self.rendered, omega_sum=omega,
+                            interpolation=renderer.interp)
+
+    def forward(self, memory_budget_mb: float | None = None) -> torch.Tensor:
+        """(slow, fast) image in photons per pixel."""
+        return self.render(memory_budget_mb).image
+
+
+def rendered_pixels(config: SimulationConfig) -> torch.Tensor:
+    """(slow, fast) bool: inside the inclusive ROI and not zero in the mask."""
+    det = config.detector
+    xmin, xmax, ymin, ymax = det.roi
+    f = torch.arange(det.fpixels)
+    s = torch.arange(det.spixels)
+    inside = ((s[:, None] >= ymin) & (s[:, None] <= ymax)
+              & (f[None, :] >= xmin) & (f[None, :] <= xmax))
+    if config.mask is not None:
+        inside = inside & torch.as_tensor(config.mask, dtype=torch.bool)
+    return inside
+
+
+def simulate(config: SimulationConfig, dtype: torch.dtype = torch.float64,
+             device: str | torch.device = "cpu",
+             memory_budget_mb: float | None = None) -> torch.Tensor:
+    """Render ``config``: the (slow, fast) image in photons per pixel."""
+    return Simulator(config, dtype, device)(memory_budget_mb)
