@@ -261,7 +261,6 @@ def resolve(st: CState) -> Plan:
     """
     msgs: list[str] = []
     _check_values(st)
-    apply_smv_headers(st)
     _detector_size(st)
     _fluence(st, msgs)
     centre = _beam_centre(st)

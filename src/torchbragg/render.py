@@ -17,8 +17,9 @@ nanoBragg's particular rules, reproduced here:
 * steps cut by -dmin, and steps whose lattice factor is exactly 0 (with no water background),
   neither add nor multiply;
 * tricubic interpolation that meets a neighbourhood outside the HKL grid switches itself off
-  for the rest of the run, in nanoBragg's (single-threaded) loop order; that evaluation uses
-  default_F.
+  for the rest of the run, in nanoBragg's (single-threaded) loop order; that evaluation and
+  all later ones use the nearest-index lookup (default_F off the grid), as the C code's
+  fall-through does.
 """
 
 from __future__ import annotations
@@ -192,9 +193,7 @@ class Renderer:
         first = int(torch.argmax(flat_bad.to(torch.uint8)))
         order = torch.arange(flat_bad.numel(), device=hkl.device).reshape(bad.shape)
         self._switch_off(hkl, hkl0, first)
-        default = torch.full_like(nearest, self.sf.default_F)
-        return torch.where(order < first, interpolated,
-                           torch.where(order == first, default, nearest))
+        return torch.where(order < first, interpolated, nearest)
 
     def _switch_off(self, hkl: torch.Tensor, hkl0: torch.Tensor, first: int) -> None:
         h = hkl.reshape(-1, 3)[first].tolist()

@@ -12,7 +12,7 @@ from torchbragg.cli.parse import UsageError, parse_args
 from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
 from torchbragg.cli.usage import usage_text
 from torchbragg.io.errors import InputFileError
-from torchbragg.precedence import SetupError, resolve, usage_needed
+from torchbragg.precedence import SetupError, apply_smv_headers, resolve, usage_needed
 from torchbragg.render import interpolation_warning
 from torchbragg.rng import default_noise_seed
 from torchbragg.simulator import Simulator
@@ -26,7 +26,7 @@ def _say(line: str) -> None:
 
 def run(argv: list[str]) -> int:
     """Run one simulation; raise UsageError, SetupError or InputFileError on bad input."""
-    parsed = parse_args(argv)
+    parsed = parse_args(argv, read_headers=apply_smv_headers)
     st, ext = parsed.state, parsed.extensions
     for line in parsed.warnings:
         _say(line)

@@ -445,6 +445,8 @@ RULES: tuple[Rule, ...] = (
     Rule("-default_F", 1, "f", _set("default_F"), "F for unlisted reflections", _G_IN),
     Rule("-dump", 1, "s", _set("dump_path"), "structure-factor cache file", _G_IN),
     Rule("-img", 1, "s", _set("img_path"), "SMV file whose header sets the geometry", _G_IN),
+    Rule("-mask", 1, "s", _set("mask_path"),
+         "SMV file: pixels that are 0 are not rendered; its header sets the geometry", _G_IN),
     Rule("-stolout", 1, "s", _set("stolout_path"), "(read, not used by the C program)", _G_IN,
          min_len=7),
     Rule("-stol", 1, "s", _flag(), "amorphous F vs sin(theta)/lambda (not used)", _G_IN,

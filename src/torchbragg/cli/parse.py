@@ -234,8 +234,22 @@ def _scan_token(argv: list[str], i: int, st: CState, warnings: list[str]) -> int
     return taken
 
 
-def parse_args(argv: list[str]) -> ParsedArgs:
+def _prescan_headers(argv: list[str], st: CState, read_headers) -> None:
+    """Find ``-img`` and ``-mask`` first: their headers are defaults the options override."""
+    for i, token in enumerate(argv[:-1]):
+        if token.startswith("-") and "-img" in token:
+            st.img_path = argv[i + 1]
+        if token.startswith("-") and "-mask" in token:
+            st.mask_path = argv[i + 1]
+    if read_headers is not None:
+        read_headers(st)
+
+
+def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
     """Scan ``argv`` (without the program name) as nanoBragg does.
+
+    ``read_headers(state)``, when given, is called after ``-img``/``-mask`` are found and
+    before the scan, so that SMV header values act as defaults, as in the C program.
 
     Raises
     ------
@@ -245,6 +259,7 @@ def parse_args(argv: list[str]) -> ParsedArgs:
     """
     argv, ext = _extensions(list(argv))
     st = CState()
+    _prescan_headers(argv, st, read_headers)
     warnings: list[str] = []
     problems: list[str] = []
     owned = 0  # arguments still belonging to the previous option
