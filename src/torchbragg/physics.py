@@ -31,8 +31,9 @@ def sincg(x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         Number of unit cells along that axis (broadcasts with ``x``).
     """
     zero = x == 0
-    safe = torch.where(zero, torch.ones_like(x), x)
-    return torch.where(zero, n * torch.ones_like(x), torch.sin(n * safe) / torch.sin(safe))
+    # sin(x) + 1 at x = 0 keeps the unused branch (and its gradient) finite
+    ratio = torch.sin(n * x) / (torch.sin(x) + zero)
+    return torch.where(zero, n, ratio)
 
 
 def sinc3(x: torch.Tensor) -> torch.Tensor:
@@ -54,8 +55,7 @@ def lattice_factor_square(hkl: torch.Tensor, n_cells: torch.Tensor) -> torch.Ten
         (3,) Na, Nb, Nc.
     """
     factors = sincg(math.pi * hkl, n_cells)
-    factors = torch.where(n_cells > 1, factors, torch.ones_like(factors))
-    return factors.prod(-1)
+    return torch.where(n_cells > 1, factors, 1.0).prod(-1)
 
 
 def reciprocal_distance_sqr(dhkl: torch.Tensor, reciprocal_invA: torch.Tensor,

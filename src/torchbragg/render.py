@@ -92,6 +92,12 @@ class Renderer:
         self.detector, self.crystal, self.beam = detector, crystal, beam
         self.sf, self.sampling = structure_factors, sampling
         self.interp = InterpolationState(active=structure_factors.interpolate)
+        # observer(stage, tensors): sees intermediate tensors of each chunk (see trace.py)
+        self.observer = None
+
+    def _observe(self, stage: str, **tensors: torch.Tensor) -> None:
+        if self.observer is not None:
+            self.observer(stage, tensors)
 
     def context(self) -> Context:
         """Evaluate the models once per image."""
@@ -133,9 +139,10 @@ class Renderer:
         if any(flags) or size < n_orient or self.interp.active:
             total = self._accumulate_recurrence(ctx, geo, size, flags)
         else:
-            terms, _ = self._terms(ctx, geo, ctx.orient.lattice_m)
-            total = ctx.i_bg + terms.sum(dim=(1, 2, 3, 4))
-        values = ctx.scale * total * self._final_factors(geo, flags)
+            total = ctx.i_bg + self._plain_sum(ctx, geo)
+        once = self._once_per_pixel(geo, flags)
+        values = ctx.scale * total * once["omega"] * once["polar"] * once["capture"]
+        self._observe("pixel", intensity=total, values=values, **once)
         return ChunkResult(values=values, omega_sum=self._omega_sum(geo, flags))
 
     def _flags(self) -> tuple[bool, bool, bool]:
@@ -163,6 +170,9 @@ class Renderer:
         cut = cut if dmin > 0 else torch.zeros_like(cut)
         polar = polarization_factor(self.beam.polarization, ctx.incident, d,
                                     self.beam.polar_vector)
+        self._observe("geometry", fast=fast, slow=slow, position=pos, airpath=airpath,
+                      diffracted=diffracted, omega=omega, capture=capture,
+                      scattering=scattering, polar=polar, cut=cut)
         return dict(scattering=scattering, omega=omega, capture=capture, polar=polar, cut=cut)
 
     def _terms(self, ctx: Context, geo: dict,
@@ -173,12 +183,38 @@ class Renderer:
         orient = ctx.orient
         f_latt = lattice_factor(hkl, hkl0, self.crystal.shape, orient.n_cells,
                                 orient.reciprocal_invA, self.crystal.fudge)
-        counts = ~geo["cut"][..., None].expand_as(f_latt)
+        counts = ~geo["cut"][..., None]
         if self.sampling.water_size_m == 0:
             counts = counts & (f_latt != 0)
+        else:
+            counts = counts.expand_as(f_latt)
         f_cell = self._f_cell(hkl, hkl0, counts)
-        term = torch.where(counts, f_cell * f_cell * f_latt * f_latt, torch.zeros_like(f_latt))
+        self._observe("steps", hkl=hkl, hkl0=hkl0, f_latt=f_latt, f_cell=f_cell, counts=counts)
+        amplitude = f_cell * f_latt
+        term = torch.where(counts, amplitude * amplitude, 0.0)
         return term, counts
+
+    def _plain_sum(self, ctx: Context, geo: dict) -> torch.Tensor:
+        """Sum of F_cell^2 F_latt^2 over all steps, when nothing multiplies the running sum.
+
+        Steps with F_latt = 0 add 0 here, so only the -dmin cut needs a mask.
+        """
+        lattice = ctx.orient.lattice_m
+        hkl = torch.einsum("ptqsx,rvx->ptqsrv", geo["scattering"], lattice)
+        hkl0 = torch.ceil(hkl - 0.5)
+        orient = ctx.orient
+        f_latt = lattice_factor(hkl, hkl0, self.crystal.shape, orient.n_cells,
+                                orient.reciprocal_invA, self.crystal.fudge)
+        f_cell = self.sf.nearest(hkl0)
+        if self.observer is not None:
+            counts = ~geo["cut"][..., None].expand_as(f_latt)
+            self._observe("steps", hkl=hkl, hkl0=hkl0, f_latt=f_latt, f_cell=f_cell,
+                          counts=counts)
+        amplitude = f_latt * f_cell
+        term = amplitude * amplitude
+        if self.sampling.dmin_m > 0:
+            term = term * (~geo["cut"][..., None])
+        return term.sum(dim=(1, 2, 3, 4))
 
     def _f_cell(self, hkl: torch.Tensor, hkl0: torch.Tensor,
                 counts: torch.Tensor) -> torch.Tensor:
@@ -238,17 +274,15 @@ class Renderer:
         return ctx.i_bg * later[:, 0] * group_total[:, 0] + (partial.reshape(f.shape[0], -1)
                                                              * later).sum(-1)
 
-    def _final_factors(self, geo: dict, flags: tuple[bool, bool, bool]) -> torch.Tensor:
-        """Once-per-pixel factors for the corrections not applied per step."""
+    def _once_per_pixel(self, geo: dict, flags: tuple[bool, bool, bool]) -> dict:
+        """(P,) omega, polarization and capture factors for the corrections not per step."""
         thick, pol, omg = flags
-        out = torch.ones_like(geo["omega"][:, 0, 0])
-        if not omg:
-            out = out * geo["omega"][:, 0, 0]
-        if not pol and not self.beam.nopolar:
-            out = out * self._first_polar(geo)
-        if not thick and self.detector.config.thickness_m != 0.0:
-            out = out * geo["capture"][:, -1, 0]
-        return out
+        one = torch.ones_like(geo["omega"][:, 0, 0])
+        omega = one if omg else geo["omega"][:, 0, 0]
+        polar = one if (pol or self.beam.nopolar) else self._first_polar(geo)
+        capture = (one if thick or self.detector.config.thickness_m == 0.0
+                   else geo["capture"][:, -1, 0])
+        return dict(omega=omega, polar=polar, capture=capture)
 
     def _first_polar(self, geo: dict) -> torch.Tensor:
         """Polarization of the first (layer, sub-pixel, source) not cut by -dmin; 0 if none."""

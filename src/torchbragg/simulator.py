@@ -61,10 +61,21 @@ class Simulator(nn.Module):
         self.register_buffer("rendered", mask)
         self.to(device)
 
-    def render(self, memory_budget_mb: float | None = None) -> RenderOutput:
-        """Render the image in pixel chunks that fit the memory budget."""
-        renderer = Renderer(self.detector, self.crystal, self.beam, self.structure_factors,
-                            self.config.sampling)
+    def renderer(self) -> Renderer:
+        """A renderer over this simulator's models (one per image: it holds run state)."""
+        return Renderer(self.detector, self.crystal, self.beam, self.structure_factors,
+                        self.config.sampling)
+
+    def render(self, memory_budget_mb: float | None = None, progress=None,
+               observer=None) -> RenderOutput:
+        """Render the image in pixel chunks that fit the memory budget.
+
+        ``progress(done, total)``, if given, is called after each chunk with the number of
+        pixels rendered so far; ``observer(stage, tensors)`` sees each chunk's intermediate
+        tensors (see :mod:`torchbragg.trace`).
+        """
+        renderer = self.renderer()
+        renderer.observer = observer
         ctx = renderer.context()
         slow, fast = torch.nonzero(self.rendered, as_tuple=True)
         n_pix = slow.numel()
@@ -77,6 +88,8 @@ class Simulator(nn.Module):
             out = renderer.render_pixels(ctx, fast[sl], slow[sl], orient_chunk)
             values.append(out.values)
             omega = omega + out.omega_sum
+            if progress is not None:
+                progress(min(start + per_chunk, n_pix), n_pix)
         dtype = self.detector.pixel_size_m.dtype
         image = torch.zeros(self.rendered.shape, dtype=dtype, device=self.rendered.device)
         if values:

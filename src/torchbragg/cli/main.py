@@ -2,26 +2,79 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import torch
 
+from torchbragg.cli.options import CState
 from torchbragg.cli.outputs import write_outputs
 from torchbragg.cli.parse import UsageError, parse_args
+from torchbragg.cli.printout import PrintoutObserver
 from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
 from torchbragg.cli.usage import usage_text
 from torchbragg.io.errors import InputFileError
-from torchbragg.precedence import SetupError, apply_smv_headers, resolve, usage_needed
+from torchbragg.precedence import Plan, SetupError, apply_smv_headers, resolve, usage_needed
 from torchbragg.render import interpolation_warning
 from torchbragg.rng import default_noise_seed
-from torchbragg.simulator import Simulator
+from torchbragg.simulator import RenderOutput, Simulator
+from torchbragg.trace import format_trace, trace_pixel
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def _say(line: str) -> None:
-    print(line, flush=False)
+    print(line)
+
+
+def progress_lines(done_before: int, done: int, total: int) -> list[str]:
+    """nanoBragg's progress meter lines for pixel counters ``done_before`` .. ``done - 1``.
+
+    The C program counts pixels against (ROI width + 1) x (ROI height + 1) and prints a
+    percentage every 5 %, and every 1 % in the first and last tenth.
+    """
+    if total // 100 <= 0:
+        return []
+    lines = []
+    for n in range(done_before, done):
+        if (n % (total // 20) == 0
+                or ((10 * n < total or 10 * n > 9 * total) and n % (total // 100) == 0)):
+            lines.append(f"{n * 100 // total}% done")
+    return lines
+
+
+def _progress(st: CState, plan: Plan):
+    if not st.progress or st.printout:
+        return None
+    xmin, xmax, ymin, ymax = plan.config.detector.roi
+    total = (xmax - xmin + 1) * (ymax - ymin + 1)
+    state = {"done": 0}
+
+    def report(done: int, n_pixels: int) -> None:
+        for line in progress_lines(state["done"], done, total):
+            print(line, flush=True)
+        state["done"] = done
+
+    return report
+
+
+def _render(sim: Simulator, st: CState, plan: Plan, ext: dict) -> RenderOutput:
+    budget = float(ext["memory_budget_mb"]) if "memory_budget_mb" in ext else None
+    printout = None
+    renderer_hook = None
+    if st.printout:
+        cfg = plan.config
+        s = cfg.sampling
+        printout = PrintoutObserver(st.printout_pixel, cfg.beam.wavelength_m, cfg.steps,
+                                    (s.oversample_thick, s.oversample_polar,
+                                     s.oversample_omega), cfg.beam.nopolar)
+        printout.lattice_m = sim.crystal().lattice_m.detach().cpu().numpy()
+        renderer_hook = printout
+    with torch.no_grad():
+        out = sim.render(budget, progress=_progress(st, plan), observer=renderer_hook)
+    if printout is not None:
+        for line in printout.lines:
+            _say(line)
+    return out
 
 
 def run(argv: list[str]) -> int:
@@ -42,7 +95,7 @@ def run(argv: list[str]) -> int:
     for line in plan.messages:
         _say(line)
     config = plan.config
-    for line in summary_lines(plan, _hkl_count(plan)):
+    for line in summary_lines(plan, plan.info["n_hkl_read"]):
         _say(line)
     if st.calculate_noise:
         if st.seed is None:
@@ -50,21 +103,21 @@ def run(argv: list[str]) -> int:
         for line in noise_lines(st.seed, config.sampling.water_size_m):
             _say(line)
     sim = Simulator(config, dtype=dtype, device=ext.get("device", "cpu"))
-    budget = float(ext["memory_budget_mb"]) if "memory_budget_mb" in ext else None
-    with torch.no_grad():
-        out = sim.render(budget)
+    out = _render(sim, st, plan, ext)
     for line in interpolation_warning(out.interpolation):
         _say(line)
     _say("")
     _say(solid_angle_line(float(out.omega_sum), config.steps))
     image = out.image.detach().to("cpu", torch.float64).numpy()
     write_outputs(image, config, st, plan.info["frame"], plan.info["rng_shared"], _say)
+    if st.trace_pixel is not None:
+        slow, fast = st.trace_pixel
+        if not (0 <= slow < config.detector.spixels and 0 <= fast < config.detector.fpixels):
+            raise UsageError(f"-trace_pixel {slow} {fast} is outside the "
+                             f"{config.detector.spixels} x {config.detector.fpixels} detector")
+        for line in format_trace(trace_pixel(sim, slow, fast)):
+            _say(line)
     return 0
-
-
-def _hkl_count(plan) -> int:
-    sf = plan.config.structure_factors
-    return plan.info.get("n_hkl_read", 0 if sf.grid is None else int(sf.grid.size))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"torchbragg: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        name = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"torchbragg: error:{name}: {err.strerror or err}", file=sys.stderr)
+        name = f" {err.filename}:" if getattr(err, "filename", None) else ""
+        print(f"torchbragg: error:{name} {err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("torchbragg: interrupted", file=sys.stderr)
@@ -86,6 +139,4 @@ def main(argv: list[str] | None = None) -> int:
 
 def console_main() -> None:
     """Console-script wrapper."""
-    code = main()
-    sys.stdout.flush()
-    os.sys.exit(code)
+    sys.exit(main())

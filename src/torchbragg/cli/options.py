@@ -128,7 +128,8 @@ class CState:
     write_pgm: bool = True
     calculate_noise: bool = True
     printout: bool = False
-    printout_pixel: list | None = None
+    printout_pixel: list | None = None  # fast, slow
+    trace_pixel: list | None = None  # slow, fast (torchbragg's own option)
     progress: bool = True
     seed: int | None = None  # command-line form; None: from the clock
     mosaic_seed: int = 12345678
@@ -280,6 +281,10 @@ def _pix0(st: CState, v: list) -> None:
 
 def _printout_pixel(st: CState, v: list) -> None:
     st.printout_pixel = [int(v[0]), int(v[1])]
+
+
+def _trace_pixel(st: CState, v: list) -> None:
+    st.trace_pixel = [int(v[0]), int(v[1])]
 
 
 _G_IN, _G_XTAL, _G_DET, _G_BEAM, _G_SAMP, _G_OUT = (
@@ -486,6 +491,8 @@ RULES: tuple[Rule, ...] = (
     Rule("-tophat_spots", 0, "", _flag(xtal_shape="tophat"), "top-hat spots", _G_XTAL),
     Rule("-fudge", 1, "f", _set("fudge"), "spot-shape width factor", _G_XTAL),
     Rule("-printout_pixel", 2, "ii", _printout_pixel, "print one pixel: fast slow", _G_OUT),
+    Rule("-trace_pixel", 2, "ii", _trace_pixel,
+         "print every intermediate quantity of pixel: slow fast (torchbragg only)", _G_OUT),
     Rule("-seed", 1, "i", _seed("seed"), "noise seed", _G_OUT),
     Rule("-mosaic_seed", 1, "i", _seed("mosaic_seed"), "mosaic domain seed", _G_SAMP),
     Rule("-misset_seed", 1, "i", _seed("misset_seed"), "seed for -misset random",

@@ -36,14 +36,21 @@ class StructureFactors(nn.Module):
         return self.grid.reshape(-1)[flat.reshape(-1)].reshape(flat.shape)
 
     def nearest(self, hkl0: torch.Tensor) -> torch.Tensor:
-        """F at whole indices ``hkl0`` (..., 3) (float tensor of integers); default outside."""
+        """F at whole indices ``hkl0`` (..., 3) (float tensor of integers); default outside.
+
+        The grid is padded by one plane of ``default_F`` on every side, so clamping an index
+        into the padded grid sends every point off the grid to the default value.
+        """
         if not self.has_grid:
             return torch.full(hkl0.shape[:-1], self.default_F, dtype=self.grid.dtype,
                               device=hkl0.device)
-        offset = hkl0.long() - self.hkl_min
-        inside = ((offset >= 0) & (offset < self._sizes())).all(-1)
-        value = self._gather(torch.where(inside[..., None], offset, torch.zeros_like(offset)))
-        return torch.where(inside, value, torch.full_like(value, self.default_F))
+        padded = torch.nn.functional.pad(self.grid, (1, 1, 1, 1, 1, 1), value=self.default_F)
+        hi = torch.tensor(padded.shape, dtype=hkl0.dtype, device=hkl0.device) - 1
+        offset = torch.minimum(torch.clamp(hkl0 - (self.hkl_min - 1).to(hkl0.dtype), min=0), hi)
+        offset = offset.long()
+        nk, nl = padded.shape[1], padded.shape[2]
+        flat = (offset[..., 0] * nk + offset[..., 1]) * nl + offset[..., 2]
+        return padded.reshape(-1)[flat.reshape(-1)].reshape(flat.shape)
 
     def interpolation_out_of_range(self, hkl: torch.Tensor) -> torch.Tensor:
         """(...) True where the 4x4x4 neighbourhood of fractional ``hkl`` leaves the grid.
