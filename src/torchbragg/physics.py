@@ -136,8 +136,8 @@ def solid_angle(airpath: torch.Tensor, pixel_size: torch.Tensor,
     return pixel_size * pixel_size / (airpath * airpath) * close_distance / airpath
 
 
-def capture_fraction(layer: torch.Tensor, thickstep: torch.Tensor, mu: torch.Tensor,
-                     parallax: torch.Tensor) -> torch.Tensor:
+def capture_fraction(layer: torch.Tensor, thickstep: float | torch.Tensor,
+                     mu: float | torch.Tensor, parallax: torch.Tensor) -> torch.Tensor:
     """Fraction of photons absorbed in sensor layer ``layer`` (0-based).
 
     exp(-t d mu / p) - exp(-(t+1) d mu / p), with d the layer thickness (m), mu the

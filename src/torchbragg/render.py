@@ -160,8 +160,7 @@ class Renderer:
                             det.config.point_pixel)
         cfg = det.config
         parallax = dot(diffracted, frame.odet)
-        capture = capture_fraction(ctx.layers[:, None], torch.as_tensor(cfg.thickstep_m),
-                                   torch.as_tensor(cfg.mu_per_m), parallax)
+        capture = capture_fraction(ctx.layers[:, None], cfg.thickstep_m, cfg.mu_per_m, parallax)
         d = diffracted[..., None, :]  # (P, T, Q, 1, 3)
         scattering = (d - ctx.incident) / ctx.wavelengths[:, None]  # (P, T, Q, S, 3)
         stol = 0.5 * norm(scattering)
