@@ -31,9 +31,14 @@ def norm(v: torch.Tensor) -> torch.Tensor:
 
 
 def unitize(v: torch.Tensor) -> torch.Tensor:
-    """Unit vector along ``v`` (..., 3); the zero vector stays zero, as in nanoBragg."""
-    n = norm(v).unsqueeze(-1)
-    return torch.where(n != 0, v / torch.where(n != 0, n, torch.ones_like(n)), v * 0)
+    """Unit vector along ``v`` (..., 3); the zero vector stays zero, as in nanoBragg.
+
+    The square root only sees positive arguments, so gradients stay finite at zero.
+    """
+    sq = dot(v, v).unsqueeze(-1)
+    ok = sq > 0
+    n = torch.sqrt(torch.where(ok, sq, torch.ones_like(sq)))
+    return torch.where(ok, v / n, v * 0)
 
 
 def rotate_xyz(v: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor,

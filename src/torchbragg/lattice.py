@@ -46,8 +46,8 @@ def reciprocal_from_cell(cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 def rescale(v: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     """Vector ``v`` (3,) scaled to ``length``; a zero vector is left alone."""
-    n = norm(v)
-    n = torch.where(n <= 0, torch.ones_like(n), n)
+    sq = dot(v, v)
+    n = torch.sqrt(torch.where(sq > 0, sq, torch.ones_like(sq)))
     return v * (length / n)
 
 
@@ -86,10 +86,23 @@ def real_and_reciprocal(recip: torch.Tensor, misset_rad: torch.Tensor | None,
     return real, reciprocal
 
 
-def cell_constants(m: torch.Tensor) -> list[float]:
-    """Lengths and angles (degrees) of the rows of a cell matrix (3, 3), for reports."""
-    a, b, c = (float(norm(v)) for v in m)
-    va, vb, vc = m
-    ang = [math.degrees(math.acos(max(-1.0, min(1.0, float(dot(x, y)) / (p * q)))))
-           for x, y, p, q in ((vb, vc, b, c), (va, vc, a, c), (va, vb, a, b))]
-    return [a, b, c, *ang]
+def cell_constants(m: torch.Tensor, dual: torch.Tensor | None = None,
+                   volume: float | None = None) -> list[float]:
+    """Lengths and angles (degrees) of the rows of a cell matrix (3, 3), for reports.
+
+    Given the dual cell matrix and this cell's volume, the angles are taken as nanoBragg
+    prints them: atan2 of sin(alpha) = |a_dual| V / (|b| |c|) and cos(alpha) = b.c / (|b| |c|).
+    """
+    lengths = [float(norm(v)) for v in m]
+    pairs = ((1, 2, 0), (0, 2, 1), (0, 1, 2))
+    angles = []
+    for i, j, k in pairs:
+        cos = float(dot(m[i], m[j])) / (lengths[i] * lengths[j])
+        if dual is None:
+            angles.append(math.degrees(math.acos(max(-1.0, min(1.0, cos)))))
+            continue
+        sin = float(norm(dual[k])) * volume / (lengths[i] * lengths[j])
+        sin = max(-1.0, min(1.0, sin))
+        cos = 1.0 if cos * cos > 1.0 else cos
+        angles.append(math.degrees(math.atan2(sin, cos)))
+    return [*lengths, *angles]

@@ -216,9 +216,25 @@ def _mosaic(st: CState, msgs: list[str]) -> tuple[int, float]:
     return domains, spread
 
 
+def _positive_finite(value: float, what: str, shown: float, unit: str) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise SetupError(f"{what} must be positive and finite, got {shown:g} {unit}")
+
+
 def _check_values(st: CState) -> None:
-    if not st.lambda0 > 0:
-        raise SetupError(f"wavelength must be positive, got {st.lambda0 * 1e10:g} Å")
+    _positive_finite(st.lambda0, "wavelength (-lambda/-wave/-energy)", st.lambda0 * 1e10, "Å")
+    _positive_finite(st.pixel_size, "pixel size (-pixel)", st.pixel_size * 1e3, "mm")
+    _positive_finite(st.distance, "detector distance (-distance)", st.distance * 1e3, "mm")
+    if not math.isnan(st.close_distance):
+        _positive_finite(st.close_distance, "detector distance (-close_distance)",
+                         st.close_distance * 1e3, "mm")
+    if st.flux != 0.0 and st.exposure > 0.0 and not st.beamsize > 0:
+        raise SetupError(f"-beamsize must be positive to turn -flux into a fluence, got "
+                         f"{st.beamsize * 1e3:g} mm")
+    for name in ("fdet", "sdet", "beam", "spindle"):
+        if not any(getattr(st, name)):
+            flag = "-spindle_axis" if name == "spindle" else f"-{name}_vector"
+            raise SetupError(f"{flag} must not be the zero vector")
     checks = (("-phisteps", st.phisteps), ("-mosaic_dom", st.mosaic_domains),
               ("-dispsteps", st.dispsteps), ("-hdivsteps", st.hdivsteps),
               ("-vdivsteps", st.vdivsteps), ("-detector_thicksteps", st.detector_thicksteps),
@@ -354,8 +370,10 @@ def _orientation(st: CState, msgs: list[str], shared: SharedState):
         al, be, ga = (x if x > 0 else math.pi / 2 for x in (al, be, ga))
         cell = (a, b, c, al, be, ga)
         recip, volume = reciprocal_from_cell(torch.tensor(cell, dtype=torch.float64))
-        if float(volume) <= 0:
-            raise SetupError(f"impossible unit cell: volume {float(volume):g} Å^3")
+        if not float(volume) > 0:
+            raise SetupError("impossible unit cell " + " ".join(f"{x:g}" for x in st.cell[:3])
+                             + " " + " ".join(f"{x * RTD:g}" for x in cell[3:])
+                             + ": the angles give no positive volume")
     mat = None
     if st.mat_path is not None:
         msgs.append(f"reading {st.mat_path}")
@@ -395,17 +413,22 @@ def _crystal(st: CState, axes: dict, msgs: list[str], phi: tuple, mosaic: tuple,
         shape=st.xtal_shape, fudge=st.fudge, spindle=tuple(axes["spindle"]),
         phi0_rad=st.phi0, phistep_rad=phistep, phisteps=phisteps, osc_rad=osc,
         mosaic_spread_rad=spread, mosaic_umats=np.asarray(umats, dtype=np.float64))
-    msgs.extend(_cell_report(real.numpy(), reciprocal.numpy()))
+    v_cell = float(volume) if volume is not None else 1.0 / float(torch.linalg.det(recip))
+    msgs.extend(_cell_report(real, reciprocal, v_cell))
     size = [lengths_m[i] * n[i] for i in range(3)]
     return crystal, dict(xtal_size_m=size, n_cells_product=n[0] * n[1] * n[2])
 
 
-def _cell_report(real: np.ndarray, recip: np.ndarray) -> list[str]:
-    """The C program's unit-cell printout (lengths Å, angles degrees, vectors as columns)."""
-    volume = float(np.dot(real[0], np.cross(real[1], real[2])))
-    lines = ["Unit Cell: " + " ".join(_g(x) for x in cell_constants(torch.tensor(real))),
-             "Recp Cell: " + " ".join(_g(x) for x in cell_constants(torch.tensor(recip))),
-             f"volume = {_g(volume)} A^3"]
+def _cell_report(real: torch.Tensor, recip: torch.Tensor, v_cell: float) -> list[str]:
+    """The C program's unit-cell printout (lengths Å, angles degrees, vectors as columns).
+
+    ``v_cell`` is the volume the C program carries (from the cell constants when given), not
+    the determinant of ``real``; it prints that one.
+    """
+    lines = ["Unit Cell: " + " ".join(_g(x) for x in cell_constants(real, recip, v_cell)),
+             "Recp Cell: " + " ".join(_g(x) for x in cell_constants(recip, real, 1 / v_cell)),
+             f"volume = {_g(v_cell)} A^3"]
+    real, recip = real.numpy(), recip.numpy()
     for title, names, m in (("real-space cell vectors (Angstrom):", ("a", "b", "c"), real),
                             ("reciprocal-space cell vectors (Angstrom^-1):",
                              ("a_star", "b_star", "c_star"), recip)):

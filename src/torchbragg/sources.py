@@ -6,9 +6,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
-from torchbragg.geometry import rotate_axis
 
 SOURCE_DISTANCE_M = 10.0
 
@@ -85,28 +82,45 @@ def dispersion_wavelengths(wavelength_m: float, d: StepRange) -> list[float]:
     return [wavelength_m * (1.0 + d.step * i - d.range / 2.0) for i in range(d.steps)]
 
 
+def c_rotate_axis(v: list[float], axis: list[float], phi: float) -> list[float]:
+    """Rotate ``v`` about unit ``axis`` by ``phi`` radians with nanoBragg's float operations.
+
+    Plain floats in the C program's order, so that source positions (and the signs of their
+    zero components, which the C program prints) come out bit for bit.
+    """
+    s, c = math.sin(phi), math.cos(phi)
+    d = (axis[0] * v[0] + axis[1] * v[1] + axis[2] * v[2]) * (1.0 - c)
+    return [axis[0] * d + v[0] * c + (-axis[2] * v[1] + axis[1] * v[2]) * s,
+            axis[1] * d + v[1] * c + (+axis[2] * v[0] - axis[0] * v[2]) * s,
+            axis[2] * d + v[2] * c + (-axis[1] * v[0] + axis[0] * v[1]) * s]
+
+
+def _c_unit_cross(u: list[float], v: list[float]) -> list[float]:
+    w = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]]
+    n = math.sqrt(w[0] * w[0] + w[1] * w[1] + w[2] * w[2])
+    return [x / n for x in w] if n != 0 else [0.0, 0.0, 0.0]
+
+
 def grid_sources(beam: np.ndarray, polar: np.ndarray, offsets: list[tuple[float, float]],
                  wavelengths: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source positions, weights and wavelengths for each divergence offset and wavelength.
 
     The source sits ``SOURCE_DISTANCE_M`` up-beam; it is swung by ``vdiv`` about the
-    polarization (E) vector and then by ``hdiv`` about beam x E.
+    polarization (E) vector and then by ``hdiv`` about beam x E. Every source has weight
+    1/n (printed by the C program, not applied to intensities).
 
     Returns
     -------
     positions (n, 3) in metres (not unit), weights (n,), wavelengths (n,) in metres.
     """
-    b = torch.tensor(beam, dtype=torch.float64)
-    p = torch.tensor(polar, dtype=torch.float64)
-    vert = torch.linalg.cross(b, p)
-    vert = vert / torch.linalg.norm(vert) if float(torch.linalg.norm(vert)) else vert
-    start = -SOURCE_DISTANCE_M * b
+    b, p = [float(x) for x in beam], [float(x) for x in polar]
+    vert = _c_unit_cross(b, p)
+    start = [-SOURCE_DISTANCE_M * x for x in b]
     positions, lambdas = [], []
     for hd, vd in offsets:
-        pos = rotate_axis(rotate_axis(start, p, torch.tensor(vd, dtype=torch.float64)), vert,
-                          torch.tensor(hd, dtype=torch.float64))
+        pos = c_rotate_axis(c_rotate_axis(start, p, vd), vert, hd)
         for lam in wavelengths:
-            positions.append(pos.numpy())
+            positions.append(pos)
             lambdas.append(lam)
     n = len(lambdas)
     weights = np.full(n, 1.0 / n if n else 0.0)

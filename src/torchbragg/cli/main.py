@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -57,8 +58,43 @@ def _progress(st: CState, plan: Plan):
     return report
 
 
-def _render(sim: Simulator, st: CState, plan: Plan, ext: dict) -> RenderOutput:
-    budget = float(ext["memory_budget_mb"]) if "memory_budget_mb" in ext else None
+def extension_settings(ext: dict) -> tuple[torch.dtype, torch.device, float | None]:
+    """Validated ``--dtype``, ``--device`` and ``--memory-budget-mb``."""
+    dtype = DTYPES.get(ext.get("dtype", "float64"))
+    if dtype is None:
+        raise UsageError(f"--dtype must be float64 or float32, got {ext['dtype']}")
+    try:
+        device = torch.device(ext.get("device", "cpu"))
+    except RuntimeError:
+        raise UsageError(f"--device: unknown device '{ext['device']}' (cpu, cuda, cuda:N)") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {ext['device']}: CUDA is not available on this machine")
+    budget = ext.get("memory_budget_mb")
+    if budget is not None:
+        try:
+            budget = float(budget)
+        except ValueError:
+            budget = -1.0
+        if not budget > 0:
+            raise UsageError(f"--memory-budget-mb must be a positive number of MiB, got "
+                             f"'{ext['memory_budget_mb']}'")
+    return dtype, device, budget
+
+
+def check_outputs_writable(st: CState) -> None:
+    """Fail before rendering when an output file's folder does not exist or is read-only."""
+    paths = [st.float_path, st.int_path]
+    paths += [st.pgm_path] if st.write_pgm else []
+    paths += [st.noise_path] if st.calculate_noise else []
+    for path in paths:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UsageError(f"cannot write {path}: folder {folder} does not exist or is not "
+                             "writable")
+
+
+def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> RenderOutput:
     printout = None
     renderer_hook = None
     if st.printout:
@@ -83,14 +119,16 @@ def run(argv: list[str]) -> int:
     st, ext = parsed.state, parsed.extensions
     for line in parsed.warnings:
         _say(line)
+    if ext.get("help"):
+        _say(usage_text())
+        return 0
     if usage_needed(st):
         if st.hkl_path is None and st.default_F == 0.0:
             _say("ERROR: no hkl file and no dump file to read.")
         _say(usage_text())
         return 9
-    dtype = DTYPES.get(ext.get("dtype", "float64"))
-    if dtype is None:
-        raise UsageError(f"--dtype must be float64 or float32, got {ext['dtype']}")
+    dtype, device, budget = extension_settings(ext)
+    check_outputs_writable(st)
     plan = resolve(st)
     for line in plan.messages:
         _say(line)
@@ -102,8 +140,8 @@ def run(argv: list[str]) -> int:
             st.seed = default_noise_seed()
         for line in noise_lines(st.seed, config.sampling.water_size_m):
             _say(line)
-    sim = Simulator(config, dtype=dtype, device=ext.get("device", "cpu"))
-    out = _render(sim, st, plan, ext)
+    sim = Simulator(config, dtype=dtype, device=device)
+    out = _render(sim, st, plan, budget)
     for line in interpolation_warning(out.interpolation):
         _say(line)
     _say("")

@@ -266,6 +266,11 @@ def _seed(name: str) -> Apply:
     return apply
 
 
+def _energy(st: CState, v: list) -> None:
+    # 12398.42 eV Å is hc; a zero energy is left to the wavelength check (infinite)
+    st.lambda0 = 12398.42 / v[0] / 1e10 if v[0] != 0 else math.inf
+
+
 def _roi(st: CState, v: list) -> None:
     st.roi = [int(x) for x in v[:4]]
 
@@ -406,8 +411,7 @@ RULES: tuple[Rule, ...] = (
     Rule("-roi", 4, "iiii", _roi, "render only xmin xmax ymin ymax (pixels)", _G_DET),
     Rule("-lambda", 1, "f", _set("lambda0", 1e-10), "wavelength (Å)", _G_BEAM),
     Rule("-wave", 1, "f", _set("lambda0", 1e-10), "wavelength (Å)", _G_BEAM),
-    Rule("-energy", 1, "f", lambda st, v: setattr(st, "lambda0", 12398.42 / v[0] / 1e10),
-         "photon energy (eV)", _G_BEAM),
+    Rule("-energy", 1, "f", _energy, "photon energy (eV)", _G_BEAM),
     Rule("-fluence", 1, "f", _set("fluence"), "photons per m^2", _G_BEAM),
     Rule("-flux", 1, "f", _set("flux"), "photons per second", _G_BEAM),
     Rule("-exposure", 1, "f", _set("exposure"), "exposure time (s)", _G_BEAM),

@@ -183,7 +183,7 @@ def suggest(token: str) -> str:
 def _extensions(argv: list[str]) -> tuple[list[str], dict]:
     """Split off torchbragg's own ``--name [value]`` options."""
     flags = {"--allow-unknown": 0, "--dtype": 1, "--device": 1, "--memory-budget-mb": 1,
-             "--quiet": 0}
+             "--help": 0}
     rest, ext = [], {}
     i = 0
     while i < len(argv):
@@ -193,7 +193,7 @@ def _extensions(argv: list[str]) -> tuple[list[str], dict]:
                 raise UsageError(f"unknown option {tok}; torchbragg's own options are "
                                  + ", ".join(flags))
             n = flags[tok]
-            if i + n >= len(argv):
+            if n and (i + n >= len(argv) or argv[i + 1].startswith("-")):
                 raise UsageError(f"option {tok}: expected a value")
             ext[tok[2:].replace("-", "_")] = argv[i + 1] if n else True
             i += 1 + n

@@ -403,7 +403,10 @@ def write_atomic(path: str | os.PathLike, chunks: Iterable[bytes]) -> None:
     path = os.fspath(path)
     directory, name = os.path.split(os.path.abspath(path))
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:  # report the path the user gave, not the temporary name
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror}", path) from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             for chunk in chunks:
