@@ -315,3 +315,32 @@ def test_rot_twotheta_sample_matches_c_where_twotheta_axis_resets_twotheta(monke
         torch.testing.assert_close(getattr(fr, name), torch.tensor(value, dtype=F64), **tol)
     torch.testing.assert_close(dials_origin_mm(fr.pix0), vec(-10.6732, 21.305, -97.3841),
                                **tol)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pivot", ["beam", "sample"])
+def test_detector_frame_gradcheck(pivot):
+    def frame(rotations, twotheta, beam_fs, close_fs, distance):
+        fr = detector_frame(MOSFLM_AXES, rotations, twotheta, pivot, beam_fs, close_fs,
+                            distance, None)
+        return (fr.fdet, fr.sdet, fr.odet, fr.pix0 * 10, fr.beam_f * 10, fr.close_s * 10,
+                fr.distance)
+
+    inputs = (vec(0.05, -0.03, 0.08), torch.tensor(0.2, dtype=F64), vec(0.011, 0.009),
+              vec(0.0105, 0.0095), torch.tensor(0.1, dtype=F64))
+    assert torch.autograd.gradcheck(frame, tuple(x.requires_grad_(True) for x in inputs))
+
+
+def test_unitize_keeps_zero_vector_and_normalises_others():
+    assert_vec(unitize(vec(0.0, 0.0, 0.0)), [0.0, 0.0, 0.0])
+    assert_vec(unitize(vec(3.0, 0.0, -4.0)), [0.6, 0.0, -0.8])
+
+
+def test_unitize_gradient_at_zero_vector_is_finite():
+    v = torch.zeros(3, dtype=F64, requires_grad=True)
+    (g,) = torch.autograd.grad(unitize(v).sum(), v)
+    assert torch.isfinite(g).all()

@@ -143,9 +143,6 @@ def report_lines(argv, monkeypatch, tmp_path):
     return resolve(parse_args(argv.split()).state).messages
 
 
-@pytest.mark.xfail(strict=True, reason="precedence._cell_report prints the reciprocal angles "
-                   "from the vectors and the volume det(real); the C program prints "
-                   "atan2(a V*/(b* c*), cos from dot) with V* = 1/V_cell, and V_cell")
 def test_cell_report_recp_angles_and_volume_match_c(monkeypatch, tmp_path):
     # case rot_twotheta_sample / tri_misset stdout
     lines = report_lines("-cell 70 80 90 75 85 95 -default_F 10 -lambda 1.0 -N 5 "

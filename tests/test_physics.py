@@ -257,6 +257,19 @@ def test_polarization_factor_gradcheck():
     assert gradcheck(polarization_factor, (kahn, incident, diffracted, e_vector))
 
 
+def test_polarization_factor_value_when_beam_is_along_e_vector():
+    # no E component normal to the beam: psi is taken as 0, as in the C program
+    got = polarization_factor(0.5, t([0.0, 0.0, 1.0]), t([0.6, 0.0, 0.8]), E_VECTOR)
+    torch.testing.assert_close(got, t(0.5 * (1 + 0.64 - 0.5 * 0.36)))
+
+
+def test_polarization_gradient_is_finite_when_beam_is_along_e_vector():
+    incident = t([0.0, 0.0, 1.0]).requires_grad_(True)
+    grads = torch.autograd.grad(polarization_factor(0.5, incident, t([0.6, 0.0, 0.8]), E_VECTOR),
+                                incident)
+    assert torch.isfinite(grads[0]).all()
+
+
 # ---------------------------------------------------------------------------------------------
 # solid angle and capture fraction
 # ---------------------------------------------------------------------------------------------

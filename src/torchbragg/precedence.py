@@ -369,6 +369,10 @@ def _orientation(st: CState, msgs: list[str], shared: SharedState):
         c = c if c > 0 else a
         al, be, ga = (x if x > 0 else math.pi / 2 for x in (al, be, ga))
         cell = (a, b, c, al, be, ga)
+        half = (al + be + ga) / 2
+        if math.sin(half) * math.sin(half - al) * math.sin(half - be) * math.sin(half - ga) < 0:
+            raise SetupError("impossible unit cell angles " + " ".join(
+                f"{x * RTD:g}" for x in (al, be, ga)) + " (no parallelepiped has them)")
         recip, volume = reciprocal_from_cell(torch.tensor(cell, dtype=torch.float64))
         if not float(volume) > 0:
             raise SetupError("impossible unit cell " + " ".join(f"{x:g}" for x in st.cell[:3])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -35,7 +36,7 @@ from torchbragg.geometry import DetectorFrame, dot, norm
 from torchbragg.models.beam import Beam
 from torchbragg.models.crystal import Crystal, Orientations
 from torchbragg.models.detector import Detector
-from torchbragg.models.structure_factors import StructureFactors
+from torchbragg.models.structure_factors import StructureFactors, lookup_nearest
 from torchbragg.physics import capture_fraction, lattice_factor, polarization_factor, solid_angle
 
 DEFAULT_MEMORY_BUDGET_MB = 512
@@ -88,12 +89,14 @@ class Renderer:
     """Composes the physical models into pixel intensities; see the module docstring."""
 
     def __init__(self, detector: Detector, crystal: Crystal, beam: Beam,
-                 structure_factors: StructureFactors, sampling: SamplingConfig):
+                 structure_factors: StructureFactors, sampling: SamplingConfig,
+                 compile: bool = False):
         self.detector, self.crystal, self.beam = detector, crystal, beam
         self.sf, self.sampling = structure_factors, sampling
         self.interp = InterpolationState(active=structure_factors.interpolate)
         # observer(stage, tensors): sees intermediate tensors of each chunk (see trace.py)
         self.observer = None
+        self.bragg_sum = compiled_bragg_sum() if compile else bragg_sum
 
     def _observe(self, stage: str, **tensors: torch.Tensor) -> None:
         if self.observer is not None:
@@ -194,26 +197,21 @@ class Renderer:
         return term, counts
 
     def _plain_sum(self, ctx: Context, geo: dict) -> torch.Tensor:
-        """Sum of F_cell^2 F_latt^2 over all steps, when nothing multiplies the running sum.
+        """(P,) sum of F_cell^2 F_latt^2 over all steps, when nothing multiplies the running sum.
 
         Steps with F_latt = 0 add 0 here, so only the -dmin cut needs a mask.
         """
-        lattice = ctx.orient.lattice_m
-        hkl = torch.einsum("ptqsx,rvx->ptqsrv", geo["scattering"], lattice)
-        hkl0 = torch.ceil(hkl - 0.5)
-        orient = ctx.orient
-        f_latt = lattice_factor(hkl, hkl0, self.crystal.shape, orient.n_cells,
-                                orient.reciprocal_invA, self.crystal.fudge)
-        f_cell = self.sf.nearest(hkl0)
         if self.observer is not None:
-            counts = ~geo["cut"][..., None].expand_as(f_latt)
-            self._observe("steps", hkl=hkl, hkl0=hkl0, f_latt=f_latt, f_cell=f_cell,
-                          counts=counts)
-        amplitude = f_latt * f_cell
-        term = amplitude * amplitude
+            term, _ = self._terms(ctx, geo, ctx.orient.lattice_m)
+            return term.sum(dim=(1, 2, 3, 4))
+        orient = ctx.orient
+        padded, origin = self.sf.padded()
+        per_source = self.bragg_sum(geo["scattering"], orient.lattice_m, orient.n_cells,
+                                    orient.reciprocal_invA, padded, origin,
+                                    self.crystal.shape, self.crystal.fudge)  # (P, T, Q, S)
         if self.sampling.dmin_m > 0:
-            term = term * (~geo["cut"][..., None])
-        return term.sum(dim=(1, 2, 3, 4))
+            per_source = per_source * (~geo["cut"])
+        return per_source.sum(dim=(1, 2, 3))
 
     def _f_cell(self, hkl: torch.Tensor, hkl0: torch.Tensor,
                 counts: torch.Tensor) -> torch.Tensor:
@@ -298,6 +296,61 @@ class Renderer:
         return (omega[:, 0, 0] * omega[0].numel()).sum()
 
 
+def bragg_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: torch.Tensor,
+              reciprocal_invA: torch.Tensor, padded_F: torch.Tensor, origin: torch.Tensor,
+              shape: str, fudge: float) -> torch.Tensor:
+    """Sum over orientations of F_cell^2 F_latt^2 with nearest-index structure factors.
+
+    Parameters
+    ----------
+    scattering:
+        (..., 3) scattering vectors (1/m).
+    lattice_m:
+        (R, 3, 3) rows a, b, c (m) of every orientation.
+    n_cells, reciprocal_invA, shape, fudge:
+        Crystal size, unrotated reciprocal cell and spot shape (see
+        :func:`torchbragg.physics.lattice_factor`).
+    padded_F, origin:
+        Structure factors padded with default_F and the index of their [0, 0, 0] element.
+
+    Returns
+    -------
+    (...) intensity sums (electrons^2 units, before scaling).
+    """
+    hkl = torch.einsum("...x,rvx->...rv", scattering, lattice_m)
+    hkl0 = torch.ceil(hkl - 0.5)
+    f_latt = lattice_factor(hkl, hkl0, shape, n_cells, reciprocal_invA, fudge)
+    amplitude = f_latt * lookup_nearest(padded_F, origin, hkl0)
+    return (amplitude * amplitude).sum(-1)
+
+
+_COMPILED: dict = {}
+
+
+def compiled_bragg_sum():
+    """:func:`bragg_sum` through ``torch.compile`` (fused loops; compiled once per process).
+
+    If compilation fails (no C++ compiler, unsupported platform) the first call warns and
+    every call then runs the eager function.
+    """
+    if "fn" not in _COMPILED:
+        compiled = torch.compile(bragg_sum, dynamic=True)
+
+        def guarded(*args):
+            if _COMPILED.get("failed"):
+                return bragg_sum(*args)
+            try:
+                return compiled(*args)
+            except Exception as err:  # noqa: BLE001 - any backend failure falls back
+                warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); "
+                              "rendering without it", RuntimeWarning, stacklevel=2)
+                _COMPILED["failed"] = True
+                return bragg_sum(*args)
+
+        _COMPILED["fn"] = guarded
+    return _COMPILED["fn"]
+
+
 def interpolation_warning(state: InterpolationState) -> list[str]:
     """The two lines nanoBragg prints when interpolation leaves the HKL grid."""
     at = state.switched_off_at
@@ -310,9 +363,26 @@ def interpolation_warning(state: InterpolationState) -> list[str]:
             "WARNING: further warnings will not be printed! "]
 
 
+class MemoryBudgetError(ValueError):
+    """One pixel's sub-pixels x layers x sources alone exceed the memory budget."""
+
+
 def plan_chunks(n_pixels: int, evals_per_pixel: int, n_orientations: int,
                 bytes_per_eval: int, budget: int) -> tuple[int, int | None]:
-    """Pixels per chunk, and orientations per chunk when one pixel alone is too big."""
+    """Pixels per chunk, and orientations per chunk when one pixel alone is too big.
+
+    Raises
+    ------
+    MemoryBudgetError
+        When even one orientation of one pixel does not fit (absurd -oversample or source
+        counts); orientations are the only steps split below a pixel.
+    """
+    per_group = evals_per_pixel // max(n_orientations, 1) * bytes_per_eval
+    if per_group > budget:
+        raise MemoryBudgetError(
+            f"one pixel has {evals_per_pixel // max(n_orientations, 1)} layer x sub-pixel x "
+            f"source steps, which needs {per_group / 2**20:.0f} MiB, more than the memory "
+            f"budget of {budget / 2**20:.0f} MiB (--memory-budget-mb); lower -oversample")
     per_pixel = evals_per_pixel * bytes_per_eval
     if per_pixel <= budget:
         return max(1, min(n_pixels, budget // per_pixel)), None

@@ -15,7 +15,7 @@ from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
 from torchbragg.cli.usage import usage_text
 from torchbragg.io.errors import InputFileError
 from torchbragg.precedence import Plan, SetupError, apply_smv_headers, resolve, usage_needed
-from torchbragg.render import interpolation_warning
+from torchbragg.render import MemoryBudgetError, interpolation_warning
 from torchbragg.rng import default_noise_seed
 from torchbragg.simulator import RenderOutput, Simulator
 from torchbragg.trace import format_trace, trace_pixel
@@ -94,6 +94,15 @@ def check_outputs_writable(st: CState) -> None:
                              "writable")
 
 
+def _check_trace_pixel(st: CState, config) -> None:
+    if st.trace_pixel is None:
+        return
+    slow, fast = st.trace_pixel
+    if not (0 <= slow < config.detector.spixels and 0 <= fast < config.detector.fpixels):
+        raise UsageError(f"-trace_pixel {slow} {fast} (slow fast) is outside the "
+                         f"{config.detector.spixels} x {config.detector.fpixels} detector")
+
+
 def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> RenderOutput:
     printout = None
     renderer_hook = None
@@ -140,7 +149,8 @@ def run(argv: list[str]) -> int:
             st.seed = default_noise_seed()
         for line in noise_lines(st.seed, config.sampling.water_size_m):
             _say(line)
-    sim = Simulator(config, dtype=dtype, device=device)
+    _check_trace_pixel(st, config)
+    sim = Simulator(config, dtype=dtype, device=device, compile=bool(ext.get("compile")))
     out = _render(sim, st, plan, budget)
     for line in interpolation_warning(out.interpolation):
         _say(line)
@@ -149,11 +159,7 @@ def run(argv: list[str]) -> int:
     image = out.image.detach().to("cpu", torch.float64).numpy()
     write_outputs(image, config, st, plan.info["frame"], plan.info["rng_shared"], _say)
     if st.trace_pixel is not None:
-        slow, fast = st.trace_pixel
-        if not (0 <= slow < config.detector.spixels and 0 <= fast < config.detector.fpixels):
-            raise UsageError(f"-trace_pixel {slow} {fast} is outside the "
-                             f"{config.detector.spixels} x {config.detector.fpixels} detector")
-        for line in format_trace(trace_pixel(sim, slow, fast)):
+        for line in format_trace(trace_pixel(sim, *st.trace_pixel)):
             _say(line)
     return 0
 
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return run(argv)
-    except (UsageError, SetupError, InputFileError) as err:
+    except (UsageError, SetupError, InputFileError, MemoryBudgetError) as err:
         print(f"torchbragg: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -172,18 +172,21 @@ def _side_effect_warning(token: str, side: Rule, state: CState, values: list) ->
 
 
 def suggest(token: str) -> str:
-    """The real option nearest to an unknown one, as ' (did you mean -x?)' or ''."""
-    names = sorted({r.pattern for r in RULES})
-    close = difflib.get_close_matches(token, names, n=1, cutoff=0.5)
-    if not close:
-        close = [n for n in names if n.startswith(token[:4])][:1]
+    """The real option nearest to an unknown one, as ' (did you mean -x?)' or ''.
+
+    An option that starts with the unknown text wins (``-hdiv`` -> ``-hdivrange``), then the
+    closest spelling.
+    """
+    names = [r.pattern for r in RULES]
+    close = [n for n in names if n.startswith(token) and n != token][:1]
+    close = close or difflib.get_close_matches(token, sorted(set(names)), n=1, cutoff=0.5)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _extensions(argv: list[str]) -> tuple[list[str], dict]:
     """Split off torchbragg's own ``--name [value]`` options."""
     flags = {"--allow-unknown": 0, "--dtype": 1, "--device": 1, "--memory-budget-mb": 1,
-             "--help": 0}
+             "--help": 0, "--compile": 0}
     rest, ext = [], {}
     i = 0
     while i < len(argv):
@@ -245,6 +248,15 @@ def _prescan_headers(argv: list[str], st: CState, read_headers) -> None:
         read_headers(st)
 
 
+def _values_after(argv: list[str], i: int) -> int:
+    """Number of plain values following position ``i`` (the likely values of an option)."""
+    n = 0
+    while i + 1 + n < len(argv) and (not argv[i + 1 + n].startswith("-")
+                                     or is_number(argv[i + 1 + n])):
+        n += 1
+    return n
+
+
 def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
     """Scan ``argv`` (without the program name) as nanoBragg does.
 
@@ -275,6 +287,7 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
         if taken is None:
             if not is_number(token):
                 problems.append(f"unknown option {token}{suggest(token)}")
+                owned = _values_after(argv, i)  # its values are not separate problems
             continue
         owned = taken
     _report_problems(problems, ext, warnings)

@@ -25,6 +25,8 @@ def usage_text() -> str:
     lines.append("  --device cpu|cuda         where to render")
     lines.append("  --memory-budget-mb N      working memory per chunk (default 512, or "
                  "$TORCHBRAGG_MEMORY_MB)")
+    lines.append("  --compile                 fuse the inner loop with torch.compile (large "
+                 "images; compiles once)")
     lines.append("  --allow-unknown           warn about options nanoBragg ignores instead "
                  "of stopping")
     return "\n".join(lines)

@@ -35,22 +35,23 @@ class StructureFactors(nn.Module):
         flat = (index[..., 0] * nk + index[..., 1]) * nl + index[..., 2]
         return self.grid.reshape(-1)[flat.reshape(-1)].reshape(flat.shape)
 
-    def nearest(self, hkl0: torch.Tensor) -> torch.Tensor:
-        """F at whole indices ``hkl0`` (..., 3) (float tensor of integers); default outside.
+    def padded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The grid with one plane of ``default_F`` on every side, and its index origin (3,).
 
-        The grid is padded by one plane of ``default_F`` on every side, so clamping an index
-        into the padded grid sends every point off the grid to the default value.
+        Clamping an index into the padded grid sends every point off the grid to the
+        default value, which is how :func:`lookup_nearest` treats the edge. Without a grid,
+        a single default-valued cell serves every index.
         """
         if not self.has_grid:
-            return torch.full(hkl0.shape[:-1], self.default_F, dtype=self.grid.dtype,
-                              device=hkl0.device)
+            grid = torch.full((1, 1, 1), self.default_F, dtype=self.grid.dtype,
+                              device=self.grid.device)
+            return grid, torch.zeros(3, dtype=self.grid.dtype, device=self.grid.device)
         padded = torch.nn.functional.pad(self.grid, (1, 1, 1, 1, 1, 1), value=self.default_F)
-        hi = torch.tensor(padded.shape, dtype=hkl0.dtype, device=hkl0.device) - 1
-        offset = torch.minimum(torch.clamp(hkl0 - (self.hkl_min - 1).to(hkl0.dtype), min=0), hi)
-        offset = offset.long()
-        nk, nl = padded.shape[1], padded.shape[2]
-        flat = (offset[..., 0] * nk + offset[..., 1]) * nl + offset[..., 2]
-        return padded.reshape(-1)[flat.reshape(-1)].reshape(flat.shape)
+        return padded, (self.hkl_min - 1).to(self.grid.dtype)
+
+    def nearest(self, hkl0: torch.Tensor) -> torch.Tensor:
+        """F at whole indices ``hkl0`` (..., 3) (float tensor of integers); default outside."""
+        return lookup_nearest(*self.padded(), hkl0)
 
     def interpolation_out_of_range(self, hkl: torch.Tensor) -> torch.Tensor:
         """(...) True where the 4x4x4 neighbourhood of fractional ``hkl`` leaves the grid.
@@ -78,6 +79,15 @@ class StructureFactors(nn.Module):
         values = self._gather(idx)  # (..., 4, 4, 4)
         return torch.einsum("...ijk,...i,...j,...k->...", values, weights[..., 0, :],
                             weights[..., 1, :], weights[..., 2, :])
+
+
+def lookup_nearest(padded: torch.Tensor, origin: torch.Tensor,
+                   hkl0: torch.Tensor) -> torch.Tensor:
+    """Values of a padded grid (see :meth:`StructureFactors.padded`) at whole ``hkl0`` (..., 3)."""
+    hi = torch.tensor(padded.shape, dtype=hkl0.dtype, device=hkl0.device) - 1
+    offset = torch.minimum(torch.clamp(hkl0 - origin, min=0), hi).long()
+    flat = (offset[..., 0] * padded.shape[1] + offset[..., 1]) * padded.shape[2] + offset[..., 2]
+    return padded.reshape(-1)[flat.reshape(-1)].reshape(flat.shape)
 
 
 def lagrange_weights(nodes: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
