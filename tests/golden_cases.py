@@ -32,6 +32,9 @@ OUTFLAGS = {"float": ("-floatfile", "float.bin"), "int": ("-intfile", "int.img")
 # parity goal: max |p - c| / (|c| + 1e-6 max|c|) over the float image
 MAX_REL = 1e-5
 
+# torchbragg options added to every run (set from pytest's --torch-device, see conftest.py)
+EXTRA_ARGS: list[str] = []
+
 
 def load_cases() -> list[dict]:
     """All golden cases, in the order of ``cases.json``."""
@@ -88,7 +91,7 @@ def case_argv(case: dict, index: int) -> list[str]:
         extra.append("-nonoise")
     if "pgm" not in case["outputs"] or not last:
         extra.append("-nopgm")
-    return shlex.split(runs[index]) + extra + ["-noprogress"]
+    return shlex.split(runs[index]) + extra + ["-noprogress"] + EXTRA_ARGS
 
 
 @dataclass
