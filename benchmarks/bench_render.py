@@ -38,7 +38,7 @@ def build(case: str, inputs: Path, device: str, dtype: torch.dtype,
     return Simulator(plan.config, dtype=dtype, device=device, compile=compile)
 
 
-def time_render(sim: Simulator, repeat: int, device: str) -> float:
+def time_render(sim: Simulator, repeat: int, device: str, budget_mb: float | None) -> float:
     """Best wall seconds of one full render."""
     best = float("inf")
     for _ in range(repeat + 1):  # the first run warms up (and compiles)
@@ -46,7 +46,7 @@ def time_render(sim: Simulator, repeat: int, device: str) -> float:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with torch.no_grad():
-            sim.render()
+            sim.render(budget_mb)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t0)
@@ -61,6 +61,7 @@ def main() -> int:
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--memory-budget-mb", type=float, default=None)
     ap.add_argument("--inputs", default=str(HERE.parent / "tests/data/golden/inputs"))
     a = ap.parse_args()
     inputs = Path(a.inputs).resolve()
@@ -71,10 +72,11 @@ def main() -> int:
         evals = int(sim.rendered.sum()) * sim.config.steps * sim.config.detector.thicksteps
         if a.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        seconds = time_render(sim, a.repeat, a.device)
+        seconds = time_render(sim, a.repeat, a.device, a.memory_budget_mb)
     peak = (f" peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
             if a.device.startswith("cuda") else "")
-    print(f"{a.case} {a.device} {a.dtype}{' compiled' if a.compile else ''}: "
+    budget = f" budget {a.memory_budget_mb:g} MiB" if a.memory_budget_mb else ""
+    print(f"{a.case} {a.device} {a.dtype}{' compiled' if a.compile else ''}{budget}: "
           f"{seconds:.3f} s, {evals / seconds / 1e6:.1f} M evaluations/s{peak}")
     return 0
 

@@ -58,6 +58,20 @@ def lattice_factor_square(hkl: torch.Tensor, n_cells: torch.Tensor) -> torch.Ten
     return torch.where(n_cells > 1, factors, 1.0).prod(-1)
 
 
+def lattice_factor_square_reduced(dhkl: torch.Tensor, hkl0: torch.Tensor,
+                                  n_cells: torch.Tensor) -> torch.Tensor:
+    """:func:`lattice_factor_square` from the offsets d = h - h0 to the nearest whole h0.
+
+    For whole N, sin(N pi h) / sin(pi h) = (-1)^(h0 (N - 1)) sin(N pi d) / sin(pi d); the
+    small phase keeps single precision accurate far from the origin. (nanoBragg evaluates
+    the unreduced form, which float64 reproduces exactly.)
+    """
+    odd = torch.remainder(hkl0 * (n_cells - 1), 2) != 0
+    factors = sincg(math.pi * dhkl, n_cells)
+    factors = torch.where(odd, -factors, factors)
+    return torch.where(n_cells > 1, factors, 1.0).prod(-1)
+
+
 def reciprocal_distance_sqr(dhkl: torch.Tensor, reciprocal_invA: torch.Tensor,
                             n_cells: torch.Tensor) -> torch.Tensor:
     """|dh a* + dk b* + dl c*|^2 (1/Å^2) times (Na Nb Nc)^2, nanoBragg's spot radius measure.
@@ -70,7 +84,8 @@ def reciprocal_distance_sqr(dhkl: torch.Tensor, reciprocal_invA: torch.Tensor,
 
 
 def lattice_factor(hkl: torch.Tensor, hkl0: torch.Tensor, shape: str, n_cells: torch.Tensor,
-                   reciprocal_invA: torch.Tensor, fudge: float) -> torch.Tensor:
+                   reciprocal_invA: torch.Tensor, fudge: float,
+                   dhkl: torch.Tensor | None = None) -> torch.Tensor:
     """Lattice amplitude F_latt for nanoBragg's spot shapes.
 
     Parameters
@@ -85,11 +100,16 @@ def lattice_factor(hkl: torch.Tensor, hkl0: torch.Tensor, shape: str, n_cells: t
         (3, 3) unrotated reciprocal vectors (rows), used by gauss and tophat.
     fudge:
         Width factor for the non-square shapes.
+    dhkl:
+        Offsets h - h0 computed elsewhere (in a lower precision than ``hkl``): all shapes
+        then work from them, the square one in its reduced form.
     """
     if shape == "square":
+        if dhkl is not None:
+            return lattice_factor_square_reduced(dhkl, hkl0, n_cells)
         return lattice_factor_square(hkl, n_cells)
     volume = n_cells.prod()
-    dhkl = hkl - hkl0
+    dhkl = hkl - hkl0 if dhkl is None else dhkl
     if shape == "round":
         hrad_sqr = (dhkl * dhkl * n_cells * n_cells).sum(-1) * fudge
         safe = torch.where(hrad_sqr > 0, hrad_sqr, torch.ones_like(hrad_sqr))
@@ -99,7 +119,7 @@ def lattice_factor(hkl: torch.Tensor, hkl0: torch.Tensor, shape: str, n_cells: t
     if shape == "gauss":
         return volume * torch.exp(-(rad_star_sqr / GAUSS_WIDTH * fudge))
     if shape == "tophat":
-        return volume * (rad_star_sqr * fudge < TOPHAT_RADIUS_SQR).to(hkl.dtype)
+        return volume * (rad_star_sqr * fudge < TOPHAT_RADIUS_SQR).to(dhkl.dtype)
     raise ValueError(f"unknown crystal shape {shape!r}")
 
 

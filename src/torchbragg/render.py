@@ -39,7 +39,7 @@ from torchbragg.models.detector import Detector
 from torchbragg.models.structure_factors import StructureFactors, lookup_nearest
 from torchbragg.physics import capture_fraction, lattice_factor, polarization_factor, solid_angle
 
-DEFAULT_MEMORY_BUDGET_MB = 512
+DEFAULT_MEMORY_BUDGET_MB = 64
 # Rough peak bytes per (pixel, step) evaluation in float64, and extra for tricubic lookup.
 BYTES_PER_EVAL = 480
 BYTES_PER_INTERP_EVAL = 64 * 8 * 4
@@ -90,13 +90,15 @@ class Renderer:
 
     def __init__(self, detector: Detector, crystal: Crystal, beam: Beam,
                  structure_factors: StructureFactors, sampling: SamplingConfig,
-                 compile: bool = False):
+                 compile: bool = False, compute_dtype: torch.dtype = torch.float64):
         self.detector, self.crystal, self.beam = detector, crystal, beam
         self.sf, self.sampling = structure_factors, sampling
         self.interp = InterpolationState(active=structure_factors.interpolate)
         # observer(stage, tensors): sees intermediate tensors of each chunk (see trace.py)
         self.observer = None
         self.bragg_sum = compiled_bragg_sum() if compile else bragg_sum
+        # precision of the per-step sum; geometry and everything else stay float64
+        self.compute_dtype = compute_dtype
 
     def _observe(self, stage: str, **tensors: torch.Tensor) -> None:
         if self.observer is not None:
@@ -128,8 +130,8 @@ class Renderer:
     def bytes_per_eval(self) -> int:
         """Estimated peak working memory per evaluation."""
         extra = BYTES_PER_INTERP_EVAL if self.interp.active else 0
-        size = self.detector.pixel_size_m.element_size()
-        return (BYTES_PER_EVAL + extra) * size // 8
+        size = torch.empty(0, dtype=self.compute_dtype).element_size()
+        return (BYTES_PER_EVAL * size) // 8 + extra
 
     def render_pixels(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor,
                       orientation_chunk: int | None = None) -> ChunkResult:
@@ -206,9 +208,11 @@ class Renderer:
             return term.sum(dim=(1, 2, 3, 4))
         orient = ctx.orient
         padded, origin = self.sf.padded()
+        lower = None if self.compute_dtype == torch.float64 else self.compute_dtype
         per_source = self.bragg_sum(geo["scattering"], orient.lattice_m, orient.n_cells,
                                     orient.reciprocal_invA, padded, origin,
-                                    self.crystal.shape, self.crystal.fudge)  # (P, T, Q, S)
+                                    self.crystal.shape, self.crystal.fudge,
+                                    lower).to(torch.float64)  # (P, T, Q, S)
         if self.sampling.dmin_m > 0:
             per_source = per_source * (~geo["cut"])
         return per_source.sum(dim=(1, 2, 3))
@@ -298,7 +302,8 @@ class Renderer:
 
 def bragg_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: torch.Tensor,
               reciprocal_invA: torch.Tensor, padded_F: torch.Tensor, origin: torch.Tensor,
-              shape: str, fudge: float) -> torch.Tensor:
+              shape: str, fudge: float,
+              compute_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Sum over orientations of F_cell^2 F_latt^2 with nearest-index structure factors.
 
     Parameters
@@ -312,6 +317,10 @@ def bragg_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: torch.
         :func:`torchbragg.physics.lattice_factor`).
     padded_F, origin:
         Structure factors padded with default_F and the index of their [0, 0, 0] element.
+    compute_dtype:
+        If given (float32), the Miller indices are found in the inputs' precision and
+        everything after (offsets h - h0, lattice and structure factors, the sum) in this
+        one, with the lattice phase reduced to h - h0.
 
     Returns
     -------
@@ -319,7 +328,12 @@ def bragg_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: torch.
     """
     hkl = torch.einsum("...x,rvx->...rv", scattering, lattice_m)
     hkl0 = torch.ceil(hkl - 0.5)
-    f_latt = lattice_factor(hkl, hkl0, shape, n_cells, reciprocal_invA, fudge)
+    dhkl = None
+    if compute_dtype is not None:
+        dhkl, hkl0 = (hkl - hkl0).to(compute_dtype), hkl0.to(compute_dtype)
+        n_cells, reciprocal_invA = n_cells.to(compute_dtype), reciprocal_invA.to(compute_dtype)
+        padded_F, origin = padded_F.to(compute_dtype), origin.to(compute_dtype)
+    f_latt = lattice_factor(hkl, hkl0, shape, n_cells, reciprocal_invA, fudge, dhkl)
     amplitude = f_latt * lookup_nearest(padded_F, origin, hkl0)
     return (amplitude * amplitude).sum(-1)
 

@@ -46,7 +46,9 @@ class Simulator(nn.Module):
     """Detector, crystal, beam and structure factors, rendered as nanoBragg renders them.
 
     Parameters of the sub-modules can be switched to ``requires_grad`` for refinement;
-    ``forward()`` returns the (slow, fast) image in photons per pixel. ``compile=True``
+    ``forward()`` returns the (slow, fast) image in photons per pixel. ``dtype=float32``
+    computes the per-step sum (the bulk of the work) in single precision, with the lattice
+    phase reduced to h - h0; parameters and geometry stay float64. ``compile=True``
     runs the inner sum through ``torch.compile`` (faster for large images after a one-time
     compilation of tens of seconds).
     """
@@ -56,10 +58,13 @@ class Simulator(nn.Module):
         super().__init__()
         self.config = config
         self.compile = compile
-        self.detector = Detector(config.detector, dtype)
-        self.crystal = Crystal(config.crystal, dtype)
-        self.beam = Beam(config.beam, dtype)
-        self.structure_factors = StructureFactors(config.structure_factors, dtype)
+        self.compute_dtype = dtype
+        # parameters and geometry are float64; ``dtype`` sets the per-step sum's precision
+        f64 = torch.float64
+        self.detector = Detector(config.detector, f64)
+        self.crystal = Crystal(config.crystal, f64)
+        self.beam = Beam(config.beam, f64)
+        self.structure_factors = StructureFactors(config.structure_factors, f64)
         mask = rendered_pixels(config)
         self.register_buffer("rendered", mask)
         self.to(device)
@@ -67,7 +72,8 @@ class Simulator(nn.Module):
     def renderer(self) -> Renderer:
         """A renderer over this simulator's models (one per image: it holds run state)."""
         return Renderer(self.detector, self.crystal, self.beam, self.structure_factors,
-                        self.config.sampling, compile=self.compile)
+                        self.config.sampling, compile=self.compile,
+                        compute_dtype=self.compute_dtype)
 
     def render(self, memory_budget_mb: float | None = None, progress=None,
                observer=None) -> RenderOutput:

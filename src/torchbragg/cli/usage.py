@@ -23,7 +23,7 @@ def usage_text() -> str:
     lines.append("torchbragg's own options:")
     lines.append("  --dtype float64|float32   precision (default float64)")
     lines.append("  --device cpu|cuda         where to render")
-    lines.append("  --memory-budget-mb N      working memory per chunk (default 512, or "
+    lines.append("  --memory-budget-mb N      working memory per chunk (default 64, or "
                  "$TORCHBRAGG_MEMORY_MB)")
     lines.append("  --compile                 fuse the inner loop with torch.compile (large "
                  "images; compiles once)")
