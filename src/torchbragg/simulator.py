@@ -91,18 +91,20 @@ class Simulator(nn.Module):
         per_chunk, orient_chunk = plan_chunks(
             n_pix, renderer.evals_per_pixel(ctx), ctx.orient.lattice_m.shape[0],
             renderer.bytes_per_eval(), memory_budget_bytes(memory_budget_mb))
-        values, omega = [], ctx.i_bg * 0
+        # One buffer for all chunks: many small long-lived chunk results would fragment the
+        # heap and hold on to the freed working memory of every chunk.
+        dtype = self.detector.pixel_size_m.dtype
+        values = torch.zeros(n_pix, dtype=dtype, device=self.rendered.device)
+        omega = ctx.i_bg * 0
         for start in range(0, n_pix, per_chunk):
             sl = slice(start, start + per_chunk)
             out = renderer.render_pixels(ctx, fast[sl], slow[sl], orient_chunk)
-            values.append(out.values)
+            values[sl] = out.values
             omega = omega + out.omega_sum
             if progress is not None:
                 progress(min(start + per_chunk, n_pix), n_pix)
-        dtype = self.detector.pixel_size_m.dtype
         image = torch.zeros(self.rendered.shape, dtype=dtype, device=self.rendered.device)
-        if values:
-            image = image.index_put((slow, fast), torch.cat(values))
+        image = image.index_put((slow, fast), values)
         return RenderOutput(image=image, rendered=self.rendered, omega_sum=omega,
                             interpolation=renderer.interp)
 
