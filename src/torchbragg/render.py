@@ -39,16 +39,22 @@ from torchbragg.models.detector import Detector
 from torchbragg.models.structure_factors import StructureFactors, lookup_nearest
 from torchbragg.physics import capture_fraction, lattice_factor, polarization_factor, solid_angle
 
-DEFAULT_MEMORY_BUDGET_MB = 64
+# Default working memory per chunk. On CPU small chunks stay in cache and avoid page faults
+# (64 MiB measured fastest on the Pilatus benchmark); on a GPU large chunks amortise launches.
+DEFAULT_MEMORY_BUDGET_MB = {"cpu": 64, "cuda": 2048}
 # Rough peak bytes per (pixel, step) evaluation in float64, and extra for tricubic lookup.
 BYTES_PER_EVAL = 480
 BYTES_PER_INTERP_EVAL = 64 * 8 * 4
 
 
-def memory_budget_bytes(megabytes: float | None = None) -> int:
-    """Working-memory budget for one chunk: the argument, else $TORCHBRAGG_MEMORY_MB."""
+def memory_budget_bytes(megabytes: float | None = None, device: str = "cpu") -> int:
+    """Working memory for one chunk (bytes).
+
+    The argument (MiB), else $TORCHBRAGG_MEMORY_MB, else the default for the device type.
+    """
     if megabytes is None:
-        megabytes = float(os.environ.get("TORCHBRAGG_MEMORY_MB", DEFAULT_MEMORY_BUDGET_MB))
+        default = DEFAULT_MEMORY_BUDGET_MB.get(device, DEFAULT_MEMORY_BUDGET_MB["cpu"])
+        megabytes = float(os.environ.get("TORCHBRAGG_MEMORY_MB", default))
     return int(megabytes * 2**20)
 
 

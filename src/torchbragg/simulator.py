@@ -90,7 +90,8 @@ class Simulator(nn.Module):
         n_pix = slow.numel()
         per_chunk, orient_chunk = plan_chunks(
             n_pix, renderer.evals_per_pixel(ctx), ctx.orient.lattice_m.shape[0],
-            renderer.bytes_per_eval(), memory_budget_bytes(memory_budget_mb))
+            renderer.bytes_per_eval(),
+            memory_budget_bytes(memory_budget_mb, self.rendered.device.type))
         # One buffer for all chunks: many small long-lived chunk results would fragment the
         # heap and hold on to the freed working memory of every chunk.
         dtype = self.detector.pixel_size_m.dtype

@@ -23,8 +23,8 @@ def usage_text() -> str:
     lines.append("torchbragg's own options:")
     lines.append("  --dtype float64|float32   precision (default float64)")
     lines.append("  --device cpu|cuda         where to render")
-    lines.append("  --memory-budget-mb N      working memory per chunk (default 64, or "
-                 "$TORCHBRAGG_MEMORY_MB)")
+    lines.append("  --memory-budget-mb N      working memory per chunk in MiB (default "
+                 "$TORCHBRAGG_MEMORY_MB, else 64 on CPU, 2048 on CUDA)")
     lines.append("  --compile                 fuse the inner loop with torch.compile (large "
                  "images; compiles once)")
     lines.append("  --allow-unknown           warn about options nanoBragg ignores instead "
