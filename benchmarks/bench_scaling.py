@@ -3,8 +3,8 @@
 usage: python benchmarks/bench_scaling.py [--device cpu|cuda] [--pixels N]
 
 Renders an N x N detector of the triclinic golden crystal with 1, 2, 4, ... 64 mosaic domains
-(steps = domains x oversample^2 with -oversample 2) and prints the best of three wall times of
-``Simulator.render()`` and the time per million evaluations.
+(steps = domains x oversample^2 with -oversample 2) and prints the best of two timed runs
+(after a warm-up) of ``Simulator.render()`` and the time per million evaluations.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import io
 import os
 import shlex
 import tempfile
-import time
 from pathlib import Path
 
-import torch
+from bench_render import time_render
 
 from torchbragg.cli.parse import parse_args
 from torchbragg.precedence import resolve
@@ -26,21 +25,6 @@ from torchbragg.simulator import Simulator
 
 ARGS = ("-cell 70 80 90 75 85 95 -default_F 10 -lambda 1.0 -N 5 -distance 100 -pixel 0.1 "
         "-oversample 2 -mosaic 0.5 -mosaic_seed 7 -detpixels {n} -mosaic_dom {m}")
-
-
-def seconds(sim: Simulator, device: str) -> float:
-    """Best of three render times."""
-    best = float("inf")
-    for _ in range(3):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            sim.render()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> int:
@@ -57,7 +41,7 @@ def main() -> int:
             with contextlib.redirect_stdout(io.StringIO()):
                 config = resolve(parse_args(argv).state).config
             sim = Simulator(config, device=a.device)
-            t = seconds(sim, a.device)
+            t = time_render(sim, 2, a.device, None)
             evals = a.pixels ** 2 * config.steps
             print(f"{config.steps:11d} {t:9.4f} {t / evals * 1e6:22.4f}")
     os.chdir(Path(__file__).parent)

@@ -4,24 +4,24 @@ import numpy as np
 import pytest
 from io_testdata import C_RUNS, INPUTS, golden_bytes, golden_float_image, golden_stdout
 
+from torchbragg.cli.options import CState
 from torchbragg.io.errors import InputFileError
 from torchbragg.io.images import (
     format_c_g,
     image_statistics,
     int_image,
-    noise_image,
     write_float_image,
 )
 from torchbragg.io.smv import (
     RTD,
     c_header_value,
-    geometry_from_img_and_mask,
     parse_smv_header,
     read_smv,
     smv_header_geometry,
     smv_header_text,
     write_smv,
 )
+from torchbragg.precedence import apply_smv_headers
 
 
 def mosflm_default_header(noise_file=False):
@@ -182,14 +182,6 @@ def test_mask_limits_statistics():
     assert stats.rmsd == pytest.approx(np.sqrt(((image - 3.0) ** 2).sum() / 3))
 
 
-def test_noise_conversion():
-    photons = np.array([[0.0, 10.0, 70000.0], [3.0, 4.0, 5.0]])
-    result = noise_image(photons, adc_offset=40.0, roi=(0, 2, 0, 0))
-    assert result.pixels.tolist() == [[40, 50, 65535], [0, 0, 0]]
-    assert result.photons == 70010.0
-    assert result.overloads == 1
-
-
 def test_read_golden_int_image(tmp_path):
     image = read_golden_smv(tmp_path, "sc_smv_pgm")
     assert image.header_bytes == 512
@@ -241,8 +233,12 @@ def test_img_and_mask_geometry():
     assert from_mask["ybeam_m"] == 0.1 / 1000.0 * 120 - 6.5 / 1000.0  # measured from the far edge
     assert from_mask["xbeam_m"] == 7.0 / 1000.0
 
-    merged = geometry_from_img_and_mask(img.header_text, mask.header_text)
-    assert merged == from_img
+    # the C program applies the mask header, then the img header, before any option
+    state = CState(img_path=str(INPUTS / "header.img"), mask_path=str(INPUTS / "mask.img"))
+    apply_smv_headers(state)
+    assert (state.fpixels, state.spixels, state.pixel_size) == (140, 120, 0.11 / 1000.0)
+    assert (state.Xbeam, state.Ybeam) == (from_img["xbeam_m"], from_img["ybeam_m"])
+    assert (state.distance, state.lambda0) == (from_img["distance_m"], from_img["wavelength_m"])
     # case mask_img: -distance/-pixel/-lambda on the command line win; the beam centre is the img's
     assert "  Xbeam=0.0073 Ybeam=0.0061" in golden_stdout("mask_img")
 

@@ -26,14 +26,12 @@ import numpy as np
 __all__ = [
     "ImageStatistics",
     "IntImage",
-    "NoiseImage",
     "PGMImage",
     "auto_intfile_scale",
     "auto_pgm_scale",
     "format_c_g",
     "image_statistics",
     "int_image",
-    "noise_image",
     "pgm_image",
     "roi_mask",
     "write_atomic",
@@ -84,19 +82,6 @@ class PGMImage:
 
     pixels: np.ndarray
     scale: float
-
-
-@dataclass(frozen=True)
-class NoiseImage:
-    """Pixels for ``-noisefile`` and the numbers the C program prints about them.
-
-    ``"%.0f photons on noise image (%d overloads)"`` is printed with ``photons`` and
-    ``overloads``.
-    """
-
-    pixels: np.ndarray
-    photons: float
-    overloads: int
 
 
 def format_c_g(value: float) -> str:
@@ -350,41 +335,6 @@ def pgm_image(
     result = _c_cast_to_unsigned(levels, 8)
     result[~roi_mask(pixels.shape, roi)] = 0
     return PGMImage(pixels=result, scale=float(pgm_scale))
-
-
-def noise_image(
-    photons: np.ndarray, adc_offset: float = 40.0, roi: Roi | None = None
-) -> NoiseImage:
-    """Convert Poisson photon counts to ``-noisefile`` pixels as the C program does.
-
-    Each in-ROI pixel becomes ``photons + adc_offset``, clipped above at 65535 (counted as an
-    overload) and truncated to an unsigned 16-bit integer; pixels outside ``roi`` are 0.
-
-    Parameters
-    ----------
-    photons : numpy.ndarray, shape (slow, fast)
-        Poisson deviates per pixel (the C generator returns floats).
-    adc_offset : float
-        ``-adc`` offset in counts.
-    roi : tuple of (int, int, int, int) or None
-        Region of interest, see the module notes.
-
-    Returns
-    -------
-    NoiseImage
-        ``pixels`` (uint16), total ``photons`` over the ROI and the number of ``overloads``.
-    """
-    counts = np.asarray(photons).astype(np.float64)
-    if counts.ndim != 2:
-        raise ValueError(f"expected a 2-D image (slow, fast), got shape {counts.shape}")
-    inside = roi_mask(counts.shape, roi)
-    total = _sequential_sum(counts[inside])
-    counts = counts + adc_offset
-    over = (counts > 65535.0) & inside
-    counts = np.where(counts > 65535.0, 65535.0, counts)
-    result = _c_cast_to_unsigned(counts, 16)
-    result[~inside] = 0
-    return NoiseImage(pixels=result, photons=total, overloads=int(over.sum()))
 
 
 def write_atomic(path: str | os.PathLike, chunks: Iterable[bytes]) -> None:

@@ -24,7 +24,6 @@ from torchbragg.io.images import format_c_g, write_atomic
 __all__ = [
     "SMVImage",
     "c_header_value",
-    "geometry_from_img_and_mask",
     "parse_smv_header",
     "read_smv",
     "smv_header_geometry",
@@ -342,7 +341,7 @@ def smv_header_geometry(
     The C program reads the ``-mask`` header first, then the ``-img`` header, before any
     other option; every command-line option parsed afterwards overrides these values. So
     the precedence is: command line > ``-img`` header > ``-mask`` header > defaults
-    (see :func:`geometry_from_img_and_mask`). Each value is read with
+    (see :func:`torchbragg.precedence.apply_smv_headers`). Each value is read with
     :func:`c_header_value` and applied only when it is not NaN (key absent or ``nan``):
 
     - ``size_fast``, ``size_slow`` (SIZE1, SIZE2 or DETECTOR_DIMENSIONS): always set.
@@ -413,34 +412,3 @@ def smv_header_geometry(
     return result
 
 
-def geometry_from_img_and_mask(
-    img_header_text: str | None = None,
-    mask_header_text: str | None = None,
-    pixel_size_m: float = DEFAULT_PIXEL_SIZE_M,
-) -> dict[str, float | int]:
-    """Combine ``-mask`` and ``-img`` header geometry in the C program's order.
-
-    The mask header applies first, then the image header (whose pixel size defaults to
-    the mask's); command-line options must then override the result. After options, the
-    C program recomputes ``detsize = pixel_size * pixels`` whenever a pixel count is known,
-    so a ``-pixel`` option rescales a detector whose size came from a header.
-
-    Parameters
-    ----------
-    img_header_text, mask_header_text : str, optional
-        Header texts of the ``-img`` and ``-mask`` files.
-    pixel_size_m : float
-        Default pixel size in metres.
-
-    Returns
-    -------
-    dict
-        As :func:`smv_header_geometry`; empty when neither header is given.
-    """
-    result: dict[str, float | int] = {}
-    if mask_header_text is not None:
-        result.update(smv_header_geometry(mask_header_text, "mask", pixel_size_m))
-        pixel_size_m = float(result["pixel_size_m"])
-    if img_header_text is not None:
-        result.update(smv_header_geometry(img_header_text, "img", pixel_size_m))
-    return result
