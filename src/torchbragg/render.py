@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -88,7 +88,6 @@ class ChunkResult:
 
     values: torch.Tensor  # (P,)
     omega_sum: torch.Tensor  # scalar
-    extra: dict = field(default_factory=dict)
 
 
 class Renderer:
@@ -134,10 +133,8 @@ class Renderer:
                 * ctx.orient.lattice_m.shape[0])
 
     def bytes_per_eval(self) -> int:
-        """Estimated peak working memory per evaluation."""
-        extra = BYTES_PER_INTERP_EVAL if self.interp.active else 0
-        size = torch.empty(0, dtype=self.compute_dtype).element_size()
-        return (BYTES_PER_EVAL * size) // 8 + extra
+        """Estimated peak working memory per evaluation (Miller indices are always float64)."""
+        return BYTES_PER_EVAL + (BYTES_PER_INTERP_EVAL if self.interp.active else 0)
 
     def render_pixels(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor,
                       orientation_chunk: int | None = None) -> ChunkResult:

@@ -4,6 +4,8 @@ The renderer calls its observer, when one is attached, with the tensors of each 
 (geometry of the sub-pixels, per-step Miller indices and factors, the pixel sums). Rendering
 without an observer does no extra work. :func:`trace_pixel` renders one pixel with a recording
 observer and returns a :class:`PixelTrace`; :func:`format_trace` turns it into readable lines.
+The traced pixel is rendered on its own: a tricubic interpolation that switched itself off
+earlier in a full render is still on in its trace.
 """
 
 from __future__ import annotations
