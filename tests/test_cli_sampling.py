@@ -45,4 +45,4 @@ def test_options_the_c_program_ignores_are_accepted_with_a_warning(tmp_path, mon
         result = run_main(TRICLINIC + extra)
         assert result.status == 0, result.stderr
         assert f"WARNING: {extra[0]} is read by nanoBragg but does not change the image" in \
-            result.stdout
+            result.stderr

@@ -3,7 +3,7 @@
 Each case runs in-process through ``torchbragg.cli.main.main`` in a fresh working folder with
 the golden ``inputs/`` linked in, exactly as the project's parity tool runs the console command,
 and is held to the same thresholds: ``max_rel <= 1e-5`` on the float image, identical SMV
-int/noise pixels, identical PGM bytes.
+int/noise pixels, identical PGM bytes. What it prints is the C program's stdout, line for line.
 """
 
 from __future__ import annotations
@@ -11,7 +11,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from golden_cases import CASES, MAX_REL, golden_bytes, max_rel, run_case, smv_pixels
+from golden_cases import (
+    CASES,
+    MAX_REL,
+    golden_bytes,
+    golden_stdout,
+    max_rel,
+    run_case,
+    smv_pixels,
+)
 
 # cases taking more than ~10 s in-process on 2 CPU cores run only with `-m slow`; none does
 # today (the slowest, xtal_dims with 22x22 oversampling, takes 3-8 s)
@@ -62,3 +70,12 @@ def test_pgm_bytes_identical_to_c_program(case_id, tmp_path, monkeypatch):
     run = _ran(case_id, tmp_path, monkeypatch)
     assert "pgm" in run.outputs, "no PGM written"
     assert run.outputs["pgm"] == golden_bytes(CASES[case_id]["outputs"]["pgm"])
+
+
+@pytest.mark.parametrize("case_id", _params())
+def test_stdout_is_the_c_programs_line_for_line(case_id, tmp_path, monkeypatch):
+    # the C program's SMV reader also prints the address it mapped a file at ("mmap(...)")
+    run = _ran(case_id, tmp_path, monkeypatch)
+    c_lines = [line for line in golden_stdout(case_id).splitlines()
+               if not line.startswith("mmap(")]
+    assert run.stdout.splitlines() == c_lines

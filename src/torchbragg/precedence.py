@@ -71,18 +71,21 @@ def _unit(v) -> tuple[np.ndarray, float]:
     return (v / n if n != 0 else v * 0), n
 
 
-def apply_smv_headers(st: CState) -> None:
+def apply_smv_headers(st: CState) -> list[str]:
     """Initialise geometry from ``-mask`` then ``-img`` headers, as nanoBragg does first.
 
     A mask's BEAM_CENTER_Y is measured from the other edge (the C program stores
-    detsize_s - value); an image header's is taken as is.
+    detsize_s - value); an image header's is taken as is. Returns the lines the C program
+    prints while doing so.
     """
+    lines = []
     keys = (("distance_m", "distance"), ("close_distance_m", "close_distance"),
             ("wavelength_m", "lambda0"), ("xbeam_m", "Xbeam"), ("ybeam_m", "Ybeam"),
             ("orgx_px", "ORGX"), ("orgy_px", "ORGY"), ("phi0_rad", "phi0"), ("osc_rad", "osc"))
     for path, role in ((st.mask_path, "mask"), (st.img_path, "img")):
         if path is None:
             continue
+        lines.append(f"reading {path}")
         header = smv.smv_header_geometry(smv.read_smv(path).header_text, role, st.pixel_size)
         st.fpixels, st.spixels = header["size_fast"], header["size_slow"]
         st.pixel_size = header["pixel_size_m"]
@@ -90,6 +93,7 @@ def apply_smv_headers(st: CState) -> None:
         for key, attr in keys:
             if key in header:
                 setattr(st, attr, header[key])
+    return lines
 
 
 def _detector_size(st: CState) -> None:
@@ -319,14 +323,10 @@ def resolve(st: CState) -> Plan:
     mask = _mask(st)
     config = SimulationConfig(detector=det, beam=beam, crystal=crystal, structure_factors=sf,
                               sampling=sampling, mask=mask)
-    info.update(frame=frame, hdiv=hdiv, vdiv=vdiv, disp=disp, n_hkl=sf_count(sf),
-                n_div=len(divergence_offsets(hdiv, vdiv, st.round_div)))
+    # the C program's divergence count stays -1 when the sources come from a file
+    n_div = -1 if st.source_path else len(divergence_offsets(hdiv, vdiv, st.round_div))
+    info.update(frame=frame, hdiv=hdiv, vdiv=vdiv, disp=disp, n_div=n_div)
     return Plan(config=config, state=st, messages=msgs, info=info)
-
-
-def sf_count(sf: StructureFactorConfig) -> int:
-    """Number of grid entries (C's ``hkls`` for a dump file)."""
-    return 0 if sf.grid is None else int(np.prod(sf.grid.shape))
 
 
 def _detector_config(st: CState, centre: dict, axes: dict, thick: tuple) -> DetectorConfig:

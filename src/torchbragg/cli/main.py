@@ -127,6 +127,8 @@ def run(argv: list[str]) -> int:
     parsed = parse_args(argv, read_headers=apply_smv_headers)
     st, ext = parsed.state, parsed.extensions
     for line in parsed.warnings:
+        print(line, file=sys.stderr)
+    for line in parsed.messages:
         _say(line)
     if ext.get("help"):
         _say(usage_text())
@@ -152,9 +154,11 @@ def run(argv: list[str]) -> int:
     _check_trace_pixel(st, config)
     sim = Simulator(config, dtype=dtype, device=device, compile=bool(ext.get("compile")))
     out = _render(sim, st, plan, budget)
-    for line in interpolation_warning(out.interpolation):
+    # the C program's second warning line has no newline: the blank line ends it
+    warning = interpolation_warning(out.interpolation)
+    for line in warning[:-1]:
         _say(line)
-    _say("")
+    _say(warning[-1] if warning else "")
     _say(solid_angle_line(float(out.omega_sum), config.steps))
     image = out.image.detach().to("cpu", torch.float64).numpy()
     write_outputs(image, config, st, plan.info["frame"], plan.info["rng_shared"], _say)

@@ -39,7 +39,9 @@ class ParsedArgs:
     state:
         nanoBragg's variables (SI units) as the C scan leaves them.
     warnings:
-        Lines to print before the run.
+        torchbragg's warnings about the command line (printed on stderr).
+    messages:
+        Lines the C program prints while reading SMV headers.
     extensions:
         torchbragg-only settings given with ``--name value``.
     """
@@ -47,6 +49,7 @@ class ParsedArgs:
     state: CState
     warnings: list[str] = field(default_factory=list)
     extensions: dict = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
 
 
 def c_atof(text: str) -> float:
@@ -159,16 +162,16 @@ def _changed_fields(before: CState, after: CState) -> list[str]:
     return [k for k in vars(before) if not _same(getattr(before, k), getattr(after, k))]
 
 
-def _side_effect_warning(token: str, side: Rule, state: CState, values: list) -> str | None:
-    """Describe what a pattern that matched by accident changes, or None."""
+def _side_effect_warning(token: str, side: Rule, state: CState, values: list,
+                         texts: list[str]) -> str | None:
+    """Describe a pattern that matched by accident and changes something, or None."""
     with_side = copy.deepcopy(state)
     side.apply(with_side, values)
-    changed = _changed_fields(state, with_side)
-    if not changed:
+    if not _changed_fields(state, with_side):
         return None
-    shown = ", ".join(f"{k}={getattr(with_side, k)!r}" for k in changed)
-    return (f"WARNING: {token} also matches nanoBragg's {side.pattern} (options are matched by "
-            f"substring), which sets {shown}; applied as nanoBragg does")
+    read = " ".join([side.pattern, *texts])
+    return (f"WARNING: {token} also matches nanoBragg's option {side.pattern} (options are "
+            f"matched by substring), so this run also applies '{read}' as nanoBragg does")
 
 
 def suggest(token: str) -> str:
@@ -228,7 +231,8 @@ def _scan_token(argv: list[str], i: int, st: CState, warnings: list[str]) -> int
         if is_primary:
             taken = _consumed(rule, values)
         else:
-            note = _side_effect_warning(token, rule, st, values)
+            note = _side_effect_warning(token, rule, st, values,
+                                        argv[i + 1:i + 1 + _consumed(rule, values)])
             if note:
                 warnings.append(note)
         rule.apply(st, values)
@@ -237,15 +241,14 @@ def _scan_token(argv: list[str], i: int, st: CState, warnings: list[str]) -> int
     return taken
 
 
-def _prescan_headers(argv: list[str], st: CState, read_headers) -> None:
+def _prescan_headers(argv: list[str], st: CState, read_headers) -> list[str]:
     """Find ``-img`` and ``-mask`` first: their headers are defaults the options override."""
     for i, token in enumerate(argv[:-1]):
         if token.startswith("-") and "-img" in token:
             st.img_path = argv[i + 1]
         if token.startswith("-") and "-mask" in token:
             st.mask_path = argv[i + 1]
-    if read_headers is not None:
-        read_headers(st)
+    return [] if read_headers is None else read_headers(st)
 
 
 def _values_after(argv: list[str], i: int) -> int:
@@ -260,8 +263,9 @@ def _values_after(argv: list[str], i: int) -> int:
 def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
     """Scan ``argv`` (without the program name) as nanoBragg does.
 
-    ``read_headers(state)``, when given, is called after ``-img``/``-mask`` are found and
-    before the scan, so that SMV header values act as defaults, as in the C program.
+    ``read_headers(state) -> lines``, when given, is called after ``-img``/``-mask`` are found
+    and before the scan, so that SMV header values act as defaults, as in the C program; the
+    lines it returns are kept in :attr:`ParsedArgs.messages`.
 
     Raises
     ------
@@ -271,7 +275,7 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
     """
     argv, ext = _extensions(list(argv))
     st = CState()
-    _prescan_headers(argv, st, read_headers)
+    messages = _prescan_headers(argv, st, read_headers)
     warnings: list[str] = []
     problems: list[str] = []
     owned = 0  # arguments still belonging to the previous option
@@ -292,7 +296,7 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
         owned = taken
     _report_problems(problems, ext, warnings)
     _warn_surprises(st, warnings)
-    return ParsedArgs(state=st, warnings=warnings, extensions=ext)
+    return ParsedArgs(state=st, warnings=warnings, extensions=ext, messages=messages)
 
 
 def _report_problems(problems: list[str], ext: dict, warnings: list[str]) -> None:
