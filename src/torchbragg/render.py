@@ -8,6 +8,8 @@ pixel's steps alone exceed the memory budget, orientation chunks) are iterated.
 nanoBragg's particular rules, reproduced here:
 
 * the sum is divided by steps = S x R x Q (not T) and scaled by r_e^2 x fluence;
+* a pixel too big for one chunk is rendered in runs of (layer, sub-pixel, source) groups, in
+  loop order, so memory stays within the budget whatever the number of steps;
 * solid angle, polarization and capture fraction multiply the pixel sum once, using the value
   from the first sub-pixel (solid angle), the first sub-pixel and source not cut by -dmin
   (polarization) and the first sub-pixel of the last layer (capture fraction);
@@ -24,7 +26,6 @@ nanoBragg's particular rules, reproduced here:
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -127,10 +128,9 @@ class Renderer:
                        layer_offsets=layers * cfg.thickstep_m, layers=layers, steps=steps,
                        i_bg=i_bg, scale=R_E_SQR_M2 * beam.fluence_per_m2 / steps)
 
-    def evals_per_pixel(self, ctx: Context) -> int:
-        """Number of (layer, sub-pixel, source, orientation) evaluations per pixel."""
-        return (len(ctx.layers) * self.sampling.oversample ** 2 * ctx.incident.shape[0]
-                * ctx.orient.lattice_m.shape[0])
+    def groups_per_pixel(self, ctx: Context) -> int:
+        """Number of (layer, sub-pixel, source) groups per pixel."""
+        return len(ctx.layers) * self.sampling.oversample ** 2 * ctx.incident.shape[0]
 
     def bytes_per_eval(self) -> int:
         """Estimated peak working memory per evaluation (Miller indices are always float64)."""
@@ -153,30 +153,112 @@ class Renderer:
         self._observe("pixel", intensity=total, values=values, **once)
         return ChunkResult(values=values, omega_sum=self._omega_sum(geo, flags))
 
+    def render_pixel_split(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor,
+                           group_chunk: int, orientation_chunk: int | None) -> ChunkResult:
+        """One pixel whose (layer, sub-pixel, source) groups do not fit in one chunk.
+
+        Runs of ``group_chunk`` groups are rendered in loop order, carrying the running sum;
+        the once-per-pixel factors are picked up where their group falls.
+        """
+        n_groups = len(ctx.layers) * self.sampling.oversample ** 2 * ctx.incident.shape[0]
+        n_orient = ctx.orient.lattice_m.shape[0]
+        size = n_orient if self.interp.active else (orientation_chunk or n_orient)
+        flags = self._flags()
+        total = ctx.i_bg * torch.ones(1, dtype=ctx.layers.dtype, device=ctx.layers.device)
+        found: dict = {"omega_sum": 0.0}
+        for g0 in range(0, n_groups, group_chunk):
+            groups = torch.arange(g0, min(g0 + group_chunk, n_groups), device=fast.device)
+            geo = self._group_geometry(ctx, fast, slow, groups)
+            if any(flags) or size < n_orient or self.interp.active:
+                total = self._accumulate_recurrence(ctx, geo, size, flags, start=total)
+            else:
+                total = total + self._plain_sum(ctx, geo)
+            self._pick_once(geo, groups, found)
+        once = self._once_from_picks(found, flags, total)
+        values = ctx.scale * total * once["omega"] * once["polar"] * once["capture"]
+        self._observe("pixel", intensity=total, values=values, **once)
+        return ChunkResult(values=values, omega_sum=found["omega_sum"])
+
+    def _pick_once(self, geo: dict, groups: torch.Tensor, found: dict) -> None:
+        """Remember the first omega, the last layer's first capture, the first uncut polar."""
+        n_s = len(self.beam.source_directions)
+        last_layer_first = (self.detector.config.thicksteps - 1) * self.sampling.oversample ** 2
+        omega, capture = geo["omega"][0, 0], geo["capture"][0, 0]  # (G,)
+        polar, cut = geo["polar"][0, 0, :, 0], geo["cut"][0, 0, :, 0]
+        if "omega" not in found:
+            found["omega"] = omega[0]
+        at = groups == last_layer_first * n_s
+        if bool(at.any()):
+            found["capture"] = capture[at][0]
+        if "polar" not in found and bool((~cut).any()):
+            found["polar"] = polar[~cut][0]
+        first_source = groups % n_s == 0  # one solid angle per (layer, sub-pixel)
+        if self.sampling.oversample_omega:
+            found["omega_sum"] = found["omega_sum"] + omega[first_source].sum()
+        else:
+            found["omega_sum"] = found["omega_sum"] + found["omega"] * first_source.sum()
+
+    def _once_from_picks(self, found: dict, flags: tuple[bool, bool, bool],
+                         total: torch.Tensor) -> dict:
+        thick, pol, omg = flags
+        one = torch.ones_like(total)
+        polar = found.get("polar", torch.zeros_like(one[0]))
+        return dict(
+            omega=one if omg else found["omega"] * one,
+            polar=one if (pol or self.beam.nopolar) else polar * one,
+            capture=(one if thick or self.detector.config.thickness_m == 0.0
+                     else found["capture"] * one))
+
     def _flags(self) -> tuple[bool, bool, bool]:
         s = self.sampling
         return s.oversample_thick, s.oversample_polar, s.oversample_omega
 
     def _subpixel_geometry(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor) -> dict:
         """Per (pixel, layer, sub-pixel[, source]) quantities that do not depend on orientation."""
-        det, frame = self.detector, ctx.frame
-        pos = det.subpixel_positions(frame, ctx.beam_dir, fast, slow, self.sampling.oversample,
-                                     ctx.layer_offsets)  # (P, T, Q, 3)
+        pos = self.detector.subpixel_positions(ctx.frame, ctx.beam_dir, fast, slow,
+                                               self.sampling.oversample,
+                                               ctx.layer_offsets)  # (P, T, Q, 3)
+        return self._geometry(ctx, fast, slow, pos, ctx.layers[:, None], ctx.incident,
+                              ctx.wavelengths)
+
+    def _group_geometry(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor,
+                        groups: torch.Tensor) -> dict:
+        """Geometry of one pixel for a run of flattened (layer, sub-pixel, source) groups.
+
+        Shapes are those of :meth:`_subpixel_geometry` with P = T = S = 1 and the groups in
+        place of the sub-pixels, so the per-step code applies unchanged and keeps loop order.
+        """
+        n_q = self.sampling.oversample ** 2
+        n_s = ctx.incident.shape[0]
+        t, q, s = groups // (n_q * n_s), (groups // n_s) % n_q, groups % n_s
+        o = self.sampling.oversample
+        pos = self.detector.sample_positions(ctx.frame, ctx.beam_dir, fast[:, None, None],
+                                             slow[:, None, None], q // o, q % o,
+                                             ctx.layer_offsets[t], o)  # (1, 1, G, 3)
+        return self._geometry(ctx, fast, slow, pos, ctx.layers[t], ctx.incident[s][:, None],
+                              ctx.wavelengths[s][:, None])
+
+    def _geometry(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor,
+                  pos: torch.Tensor, layers: torch.Tensor, incident: torch.Tensor,
+                  wavelengths: torch.Tensor) -> dict:
+        """Solid angle, capture, scattering vectors, polarization and -dmin cut at ``pos``.
+
+        ``layers`` broadcasts against ``pos[..., 0]``; ``incident`` (..., 3) and
+        ``wavelengths`` (...) broadcast against the added source dimension.
+        """
+        det, frame, cfg = self.detector, ctx.frame, self.detector.config
         airpath = norm(pos)
         diffracted = pos / airpath[..., None]
-        omega = solid_angle(airpath, det.pixel_size_m, frame.close_distance,
-                            det.config.point_pixel)
-        cfg = det.config
+        omega = solid_angle(airpath, det.pixel_size_m, frame.close_distance, cfg.point_pixel)
         parallax = dot(diffracted, frame.odet)
-        capture = capture_fraction(ctx.layers[:, None], cfg.thickstep_m, cfg.mu_per_m, parallax)
-        d = diffracted[..., None, :]  # (P, T, Q, 1, 3)
-        scattering = (d - ctx.incident) / ctx.wavelengths[:, None]  # (P, T, Q, S, 3)
+        capture = capture_fraction(layers, cfg.thickstep_m, cfg.mu_per_m, parallax)
+        d = diffracted[..., None, :]  # a source dimension
+        scattering = (d - incident) / wavelengths[..., None]
         stol = 0.5 * norm(scattering)
         dmin = self.sampling.dmin_m
         cut = (stol > 0) & (dmin > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol)))
         cut = cut if dmin > 0 else torch.zeros_like(cut)
-        polar = polarization_factor(self.beam.polarization, ctx.incident, d,
-                                    self.beam.polar_vector)
+        polar = polarization_factor(self.beam.polarization, incident, d, self.beam.polar_vector)
         self._observe("geometry", fast=fast, slow=slow, position=pos, airpath=airpath,
                       diffracted=diffracted, omega=omega, capture=capture,
                       scattering=scattering, polar=polar, cut=cut)
@@ -254,8 +336,11 @@ class Renderer:
         return f
 
     def _accumulate_recurrence(self, ctx: Context, geo: dict, size: int,
-                               flags: tuple[bool, bool, bool]) -> torch.Tensor:
+                               flags: tuple[bool, bool, bool],
+                               start: torch.Tensor | None = None) -> torch.Tensor:
         """I_final of the recurrence I <- (I + term) f over all steps, in closed form.
+
+        ``start`` (P,) is the running sum before these steps (default: the water background).
 
         Orientation chunks are visited last to first so that each step knows how many counted
         steps follow it in its (layer, sub-pixel, source) group.
@@ -265,9 +350,9 @@ class Renderer:
         n = lattice.shape[0]
         after = torch.zeros_like(f)  # counted steps after the current chunk, per group
         partial = torch.zeros_like(f)  # sum over steps of term x f^(counted steps from it on)
-        starts = list(range(0, n, size))
-        for start in reversed(starts):
-            term, counts = self._terms(ctx, geo, lattice[start:start + size])
+        for first_orientation in reversed(range(0, n, size)):
+            term, counts = self._terms(ctx, geo,
+                                       lattice[first_orientation:first_orientation + size])
             c = counts.to(f.dtype)
             from_here = torch.flip(torch.cumsum(torch.flip(c, [-1]), -1), [-1]) + after[..., None]
             partial = partial + (term * torch.pow(f[..., None], from_here)).sum(-1)
@@ -275,8 +360,9 @@ class Renderer:
         group_total = torch.pow(f, after).reshape(f.shape[0], -1)  # (P, G) in loop order
         later = torch.flip(torch.cumprod(torch.flip(group_total, [-1]), -1), [-1])
         later = torch.cat((later[:, 1:], torch.ones_like(later[:, :1])), -1)
-        return ctx.i_bg * later[:, 0] * group_total[:, 0] + (partial.reshape(f.shape[0], -1)
-                                                             * later).sum(-1)
+        first = ctx.i_bg if start is None else start
+        return first * later[:, 0] * group_total[:, 0] + (partial.reshape(f.shape[0], -1)
+                                                          * later).sum(-1)
 
     def _once_per_pixel(self, geo: dict, flags: tuple[bool, bool, bool]) -> dict:
         """(P,) omega, polarization and capture factors for the corrections not per step."""
@@ -380,27 +466,29 @@ def interpolation_warning(state: InterpolationState) -> list[str]:
             "WARNING: further warnings will not be printed! "]
 
 
-class MemoryBudgetError(ValueError):
-    """One pixel's sub-pixels x layers x sources alone exceed the memory budget."""
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How to split the work into chunks that fit the memory budget.
 
-
-def plan_chunks(n_pixels: int, evals_per_pixel: int, n_orientations: int,
-                bytes_per_eval: int, budget: int) -> tuple[int, int | None]:
-    """Pixels per chunk, and orientations per chunk when one pixel alone is too big.
-
-    Raises
-    ------
-    MemoryBudgetError
-        When even one orientation of one pixel does not fit (absurd -oversample or source
-        counts); orientations are the only steps split below a pixel.
+    Pixels per chunk; for a pixel too big for one chunk, runs of (layer, sub-pixel, source)
+    groups; and if even one group is too big, runs of orientations.
     """
-    per_group = evals_per_pixel // max(n_orientations, 1) * bytes_per_eval
-    if per_group > budget:
-        raise MemoryBudgetError(
-            f"one pixel has {evals_per_pixel // max(n_orientations, 1)} layer x sub-pixel x "
-            f"source steps, which needs {per_group / 2**20:.0f} MiB, more than the memory "
-            f"budget of {budget / 2**20:.0f} MiB (--memory-budget-mb); lower -oversample")
-    per_pixel = evals_per_pixel * bytes_per_eval
+
+    pixels: int
+    groups: int | None = None
+    orientations: int | None = None
+
+
+def plan_chunks(n_pixels: int, n_groups: int, n_orientations: int, bytes_per_eval: int,
+                budget: int) -> ChunkPlan:
+    """Split the image so that one chunk's evaluations fit in ``budget`` bytes.
+
+    A pixel has ``n_groups`` (layer, sub-pixel, source) groups of ``n_orientations`` steps.
+    """
+    per_group = n_orientations * bytes_per_eval
+    per_pixel = n_groups * per_group
     if per_pixel <= budget:
-        return max(1, min(n_pixels, budget // per_pixel)), None
-    return 1, max(1, math.floor(n_orientations * budget / per_pixel))
+        return ChunkPlan(pixels=max(1, min(n_pixels, budget // per_pixel)))
+    if per_group <= budget:
+        return ChunkPlan(pixels=1, groups=budget // per_group)
+    return ChunkPlan(pixels=1, groups=1, orientations=max(1, budget // bytes_per_eval))

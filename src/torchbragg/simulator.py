@@ -88,10 +88,10 @@ class Simulator(nn.Module):
         ctx = renderer.context()
         slow, fast = torch.nonzero(self.rendered, as_tuple=True)
         n_pix = slow.numel()
-        per_chunk, orient_chunk = plan_chunks(
-            n_pix, renderer.evals_per_pixel(ctx), ctx.orient.lattice_m.shape[0],
-            renderer.bytes_per_eval(),
-            memory_budget_bytes(memory_budget_mb, self.rendered.device.type))
+        plan = plan_chunks(n_pix, renderer.groups_per_pixel(ctx), ctx.orient.lattice_m.shape[0],
+                           renderer.bytes_per_eval(),
+                           memory_budget_bytes(memory_budget_mb, self.rendered.device.type))
+        per_chunk = plan.pixels
         # One buffer for all chunks: many small long-lived chunk results would fragment the
         # heap and hold on to the freed working memory of every chunk.
         dtype = self.detector.pixel_size_m.dtype
@@ -99,7 +99,11 @@ class Simulator(nn.Module):
         omega = ctx.i_bg * 0
         for start in range(0, n_pix, per_chunk):
             sl = slice(start, start + per_chunk)
-            out = renderer.render_pixels(ctx, fast[sl], slow[sl], orient_chunk)
+            if plan.groups is None:
+                out = renderer.render_pixels(ctx, fast[sl], slow[sl])
+            else:
+                out = renderer.render_pixel_split(ctx, fast[sl], slow[sl], plan.groups,
+                                                  plan.orientations)
             values[sl] = out.values
             omega = omega + out.omega_sum
             if progress is not None:

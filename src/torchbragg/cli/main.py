@@ -15,7 +15,7 @@ from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
 from torchbragg.cli.usage import usage_text
 from torchbragg.io.errors import InputFileError
 from torchbragg.precedence import Plan, SetupError, apply_smv_headers, resolve, usage_needed
-from torchbragg.render import MemoryBudgetError, interpolation_warning
+from torchbragg.render import interpolation_warning
 from torchbragg.rng import default_noise_seed
 from torchbragg.simulator import RenderOutput, Simulator
 from torchbragg.trace import format_trace, trace_pixel
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         return run(argv)
-    except (UsageError, SetupError, InputFileError, MemoryBudgetError) as err:
+    except (UsageError, SetupError, InputFileError) as err:
         print(f"torchbragg: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

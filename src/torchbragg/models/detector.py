@@ -61,14 +61,25 @@ class Detector(nn.Module):
         -------
         (P, T, oversample^2, 3) positions.
         """
+        idx = torch.arange(oversample, device=fast.device)
+        sub_s = idx[:, None].expand(-1, oversample).reshape(-1)  # (Q,) slow-major
+        sub_f = idx[None, :].expand(oversample, -1).reshape(-1)
+        return self.sample_positions(frame, beam, fast[:, None, None], slow[:, None, None],
+                                     sub_s, sub_f, layer_offsets_m[:, None], oversample)
+
+    def sample_positions(self, frame: DetectorFrame, beam: torch.Tensor, fast: torch.Tensor,
+                         slow: torch.Tensor, sub_s: torch.Tensor, sub_f: torch.Tensor,
+                         layer_offset_m: torch.Tensor, oversample: int) -> torch.Tensor:
+        """Lab positions (metres) of sub-pixel centres for broadcastable index tensors.
+
+        ``fast``, ``slow`` (pixel), ``sub_s``, ``sub_f`` (sub-pixel) and ``layer_offset_m``
+        broadcast to a common shape (...); the result is (..., 3).
+        """
         sub = self.pixel_size_m / oversample
-        idx = torch.arange(oversample, device=fast.device, dtype=sub.dtype)
-        f_det = sub * (fast[:, None].to(sub.dtype) * oversample + idx) + sub / 2.0  # (P, O)
-        s_det = sub * (slow[:, None].to(sub.dtype) * oversample + idx) + sub / 2.0
-        f_det = f_det[:, None, :].expand(-1, oversample, -1).reshape(len(fast), -1)
-        s_det = s_det[:, :, None].expand(-1, -1, oversample).reshape(len(fast), -1)
-        pos = (f_det[:, None, :, None] * frame.fdet + s_det[:, None, :, None] * frame.sdet
-               + layer_offsets_m[None, :, None, None] * frame.odet + frame.pix0)
+        f_det = sub * (fast.to(sub.dtype) * oversample + sub_f) + sub / 2.0
+        s_det = sub * (slow.to(sub.dtype) * oversample + sub_s) + sub / 2.0
+        pos = (f_det[..., None] * frame.fdet + s_det[..., None] * frame.sdet
+               + layer_offset_m[..., None] * frame.odet + frame.pix0)
         if self.config.curved:
             pos = self._curve(pos, frame, beam)
         return pos
