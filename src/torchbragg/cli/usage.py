@@ -14,12 +14,13 @@ def usage_text() -> str:
         groups.setdefault(rule.group, []).append(rule)
     for group, rules in groups.items():
         lines.append(f"{group}:")
-        seen = set()
+        spellings: dict[str, list[str]] = {}  # help text -> every spelling that has it
         for rule in rules:
-            if rule.help in seen and rule.nargs == 0:
-                continue
-            seen.add(rule.help)
-            lines.append(f"  {rule.pattern:<22s} {rule.help}")
+            spellings.setdefault(rule.help, []).append(rule.pattern)
+        for text, names in spellings.items():
+            names_text = ", ".join(names)
+            gap = "\n" + " " * 25 if len(names_text) > 22 else " " * (23 - len(names_text))
+            lines.append(f"  {names_text}{gap}{text}")
     lines.append("torchbragg's own options:")
     lines.append("  --dtype float64|float32   precision (default float64)")
     lines.append("  --device cpu|cuda         where to render")
