@@ -74,7 +74,11 @@ BAD_VALUES = [
     pytest.param(OK + ["-pixel", "-0.1"], ["pixel size", "-0.1"], id="negative_pixel_size"),
     pytest.param(OK + ["-lambda", "0"], ["wavelength"], id="zero_wavelength"),
     pytest.param(OK + ["-lambda", "-1"], ["wavelength", "-1"], id="negative_wavelength"),
-    pytest.param(OK + ["-N", "0"], ["crystal size"], id="zero_crystal_size"),
+    pytest.param(OK + ["-mosaic", "nan"], ["-mosaic", "'nan'"], id="nan_value"),
+    pytest.param(OK + ["-phi", "inf"], ["-phi", "'inf'"], id="infinite_value"),
+    pytest.param(OK + ["--memory-budget-mb", "inf"], ["--memory-budget-mb"],
+                 id="infinite_memory_budget"),
+    pytest.param(OK + ["-floatfile", "."], ["cannot write .", "folder"], id="output_is_a_folder"),
     pytest.param(OK + ["-mosaic", "0.5", "-mosaic_dom", "0"], ["-mosaic_dom 0"],
                  id="zero_mosaic_domains"),
     pytest.param(OK + ["-phisteps", "-3"], ["-phisteps", "-3"], id="negative_phi_steps"),
@@ -260,3 +264,15 @@ def test_console_shows_no_traceback(tmp_path, args, words):
     assert len(lines) == 1 and lines[0].startswith("torchbragg: error:"), lines
     assert all(word in lines[0] for word in words)
     assert _files(tmp_path) == before
+
+
+def test_zero_cells_are_one_cell_as_in_the_c_program(workdir):
+    result = run_bad(OK + ["-N", "0", "-nonoise", "-nopgm"])
+    assert result.status == 0, result.stderr
+    assert "  parallelpiped xtal: 1x1x1 cells" in result.stdout
+
+
+def test_option_value_may_start_with_a_dash(workdir):
+    result = run_bad(OK + ["-floatfile", "-x.bin", "-nonoise", "-nopgm"])
+    assert result.status == 0, result.stderr
+    assert (workdir / "-x.bin").stat().st_size == 32 * 32 * 4

@@ -46,3 +46,18 @@ def test_options_the_c_program_ignores_are_accepted_with_a_warning(tmp_path, mon
         assert result.status == 0, result.stderr
         assert f"WARNING: {extra[0]} is read by nanoBragg but does not change the image" in \
             result.stderr
+
+
+def test_custom_convention_swings_two_theta_about_the_c_default_axis(tmp_path, monkeypatch):
+    # custom vectors without -twotheta_axis: the C program's default axis is (0, 1, 0)
+    monkeypatch.chdir(tmp_path)
+    args = ("-cell 70 80 90 75 85 95 -default_F 10 -lambda 1 -N 5 -distance 100 -pixel 0.1 "
+            "-detpixels 48 -fdet_vector 0 0 1 -twotheta 10 -nonoise -nopgm -noprogress "
+            "-floatfile f.bin").split()
+    result = run_main(args)
+    assert result.status == 0, result.stderr
+    # printed and rendered by the C nanoBragg for the same command line
+    assert "  DIRECTION_OF_DETECTOR_X-AXIS= 0.173648 0 0.984808" in result.stdout
+    assert "max_I = 1.23889  at 0.003175 0.001875" in result.stdout
+    image = np.fromfile(tmp_path / "f.bin", dtype=np.float32).astype(np.float64)
+    assert abs(image.sum() / 31.285487421005 - 1) < 1e-7

@@ -66,8 +66,14 @@ def lattice_factor_square_reduced(dhkl: torch.Tensor, hkl0: torch.Tensor,
     small phase keeps single precision accurate far from the origin. (nanoBragg evaluates
     the unreduced form, which float64 reproduces exactly.)
     """
-    odd = torch.remainder(hkl0 * (n_cells - 1), 2) != 0
-    factors = sincg(math.pi * dhkl, n_cells)
+    n_value = n_cells.detach()
+    odd = torch.remainder(hkl0 * (n_value - 1), 2) != 0
+    # sin(N pi d + pi h0 (N - N)) has the value of sin(N pi d) and the N-derivative of
+    # sin(N pi h), so gradients with respect to N stay those of the unreduced form
+    x = math.pi * dhkl
+    zero = x == 0
+    numerator = torch.sin(n_cells * x + math.pi * hkl0 * (n_cells - n_value))
+    factors = torch.where(zero, n_cells, numerator / (torch.sin(x) + zero))
     factors = torch.where(odd, -factors, factors)
     return torch.where(n_cells > 1, factors, 1.0).prod(-1)
 

@@ -248,9 +248,6 @@ def _check_values(st: CState) -> None:
             raise SetupError(f"{name} must not be negative, got {value}")
     if st.mosaic_domains == 0:
         raise SetupError("-mosaic_dom 0: a mosaic crystal needs at least one domain")
-    if st.Na <= 0 or st.Nb <= 0 or st.Nc <= 0:
-        raise SetupError(f"crystal size in cells must be positive, got {st.Na:g} x {st.Nb:g} "
-                         f"x {st.Nc:g}")
 
 
 def _thickness(st: CState, msgs: list[str]) -> tuple[int, float, float, float]:
@@ -264,8 +261,18 @@ def _thickness(st: CState, msgs: list[str]) -> tuple[int, float, float, float]:
 
 def usage_needed(st: CState) -> bool:
     """True when nanoBragg prints its usage: no structure factors or no orientation."""
-    no_f = st.hkl_path is None and not os.path.exists(st.dump_path) and st.default_F == 0.0
-    return no_f or (st.mat_path is None and st.cell[0] == 0.0)
+    return bool(usage_reason(st))
+
+
+def usage_reason(st: CState) -> str:
+    """What is missing for a run ('' when nothing is)."""
+    reasons = []
+    if st.hkl_path is None and not os.path.exists(st.dump_path) and st.default_F == 0.0:
+        reasons.append(f"no structure factors (-hkl, a {st.dump_path} from an earlier run, "
+                       "or -default_F)")
+    if st.mat_path is None and st.cell[0] == 0.0:
+        reasons.append("no unit cell (-cell or -mat)")
+    return " and ".join(reasons)
 
 
 def resolve(st: CState) -> Plan:

@@ -2,8 +2,9 @@
 
 For each pixel nanoBragg loops over sensor layers (T), sub-pixels (Q = oversample^2), sources
 (S) and orientations (R = phi steps x mosaic domains, mosaic fastest), in that order, and adds
-F_cell^2 F_latt^2. Here those loops are tensor dimensions; only pixel chunks (and, when one
-pixel's steps alone exceed the memory budget, orientation chunks) are iterated.
+F_cell^2 F_latt^2. Here those loops are tensor dimensions; only chunks are iterated: of
+pixels, or for a pixel too big for one chunk, of its (layer, sub-pixel, source) groups in loop
+order (and of orientations if even one group is too big).
 
 nanoBragg's particular rules, reproduced here:
 

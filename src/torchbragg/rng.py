@@ -17,8 +17,8 @@ number it prints as ``seed: -1234``); a non-positive ``idum`` makes ``ran1`` loa
 shuffle table on the next draw. Defaults: the noise seed and the misset seed are both
 ``-time(NULL)`` taken when the program starts (see `default_noise_seed`), the mosaic
 seed is ``-12345678`` (`DEFAULT_MOSAIC_SEED`; the C help text claims 1234567).
-The C option parser matches ``-seed`` as a substring, so ``-mosaic_seed N`` and
-``-misset_seed N`` also set the noise seed to N (the last one given wins).
+(``-mosaic_seed`` and ``-misset_seed`` do not match the C parser's ``-seed`` pattern: the
+character before ``seed`` is an underscore.)
 
 Shared generator state
 ----------------------

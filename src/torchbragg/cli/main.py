@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -14,7 +15,14 @@ from torchbragg.cli.printout import PrintoutObserver
 from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
 from torchbragg.cli.usage import usage_text
 from torchbragg.io.errors import InputFileError
-from torchbragg.precedence import Plan, SetupError, apply_smv_headers, resolve, usage_needed
+from torchbragg.precedence import (
+    Plan,
+    SetupError,
+    apply_smv_headers,
+    resolve,
+    usage_needed,
+    usage_reason,
+)
 from torchbragg.render import interpolation_warning
 from torchbragg.rng import default_noise_seed
 from torchbragg.simulator import RenderOutput, Simulator
@@ -72,14 +80,20 @@ def extension_settings(ext: dict) -> tuple[torch.dtype, torch.device, float | No
         raise UsageError(f"--device {ext['device']}: CUDA is not available on this machine")
     budget = ext.get("memory_budget_mb")
     if budget is not None:
-        try:
-            budget = float(budget)
-        except ValueError:
-            budget = -1.0
-        if not budget > 0:
-            raise UsageError(f"--memory-budget-mb must be a positive number of MiB, got "
-                             f"'{ext['memory_budget_mb']}'")
+        budget = _positive_mib(budget, "--memory-budget-mb")
+    elif "TORCHBRAGG_MEMORY_MB" in os.environ:
+        budget = _positive_mib(os.environ["TORCHBRAGG_MEMORY_MB"], "$TORCHBRAGG_MEMORY_MB")
     return dtype, device, budget
+
+
+def _positive_mib(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{name} must be a positive number of MiB, got '{text}'")
+    return value
 
 
 def check_outputs_writable(st: CState) -> None:
@@ -88,6 +102,8 @@ def check_outputs_writable(st: CState) -> None:
     paths += [st.pgm_path] if st.write_pgm else []
     paths += [st.noise_path] if st.calculate_noise else []
     for path in paths:
+        if os.path.isdir(path):
+            raise UsageError(f"cannot write {path}: it is a folder")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise UsageError(f"cannot write {path}: folder {folder} does not exist or is not "
@@ -134,9 +150,8 @@ def run(argv: list[str]) -> int:
         _say(usage_text())
         return 0
     if usage_needed(st):
-        if st.hkl_path is None and st.default_F == 0.0:
-            _say("ERROR: no hkl file and no dump file to read.")
         _say(usage_text())
+        print(f"torchbragg: error: {usage_reason(st)}", file=sys.stderr)
         return 9
     dtype, device, budget = extension_settings(ext)
     check_outputs_writable(st)
@@ -175,6 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         return run(argv)
     except (UsageError, SetupError, InputFileError) as err:
         print(f"torchbragg: error: {err}", file=sys.stderr)
+        return 2
+    except (MemoryError, torch.OutOfMemoryError) as err:
+        print(f"torchbragg: error: not enough memory ({type(err).__name__}); lower the "
+              "detector size, the number of steps or --memory-budget-mb", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if "allocate" not in str(err):
+            raise
+        print("torchbragg: error: not enough memory to allocate the image or a chunk; lower "
+              "the detector size, the number of steps or --memory-budget-mb", file=sys.stderr)
         return 2
     except OSError as err:
         name = f" {err.filename}:" if getattr(err, "filename", None) else ""

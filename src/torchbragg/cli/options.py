@@ -3,9 +3,10 @@
 nanoBragg scans every argument that starts with ``-`` against a list of patterns, mostly by
 substring (``strstr``), some with an exact length or exact equality, and applies *every* pattern
 that matches, in the order of its source. ``-matrix`` therefore works as ``-mat``, and
-``-mosaic_seed`` also sets the noise ``-seed``. :data:`RULES` lists those patterns in the C
-program's order, each with the number of values it reads, what it sets in :class:`CState`
-(units converted as the C program converts them, so SI inside) and its help text.
+``-misset_seed`` also sets the ``-misset`` angles from the arguments after it. :data:`RULES`
+lists those patterns in the C program's order, each with the number of values it reads, what
+it sets in :class:`CState` (units converted as the C program converts them, so SI inside) and
+its help text.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ class CState:
     beam: list = field(default_factory=lambda: [1.0, 0.0, 0.0])
     polar_vector: list = field(default_factory=lambda: [0.0, 0.0, 1.0])
     spindle: list = field(default_factory=lambda: [0.0, 0.0, 1.0])
-    twotheta_axis: list = field(default_factory=lambda: [0.0, 0.0, -1.0])
+    # the C program's default (used by the custom convention): {0,0,1,0}, magnitude first
+    twotheta_axis: list = field(default_factory=lambda: [0.0, 1.0, 0.0])
     pix0_given: list | None = None
     detector_mu: float = -1.0
     detector_thick: float = 0.0

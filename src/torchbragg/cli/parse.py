@@ -5,7 +5,7 @@ converts values with ``atof``/``atoi``, which read ``"abc"`` as 0 and never comp
 
 * the most specific matching pattern (the longest) is the option the user meant; its values
   must be numbers where numbers are expected, and must be present;
-* other patterns that also match (``-mosaic_seed`` also matching ``-seed``) are applied as the
+* other patterns that also match (``-misset_seed`` also matching ``-misset``) are applied as the
   C program applies them, with C's lenient conversion, and reported as warnings when they
   change anything;
 * an argument that matches no pattern, or a stray value no option reads, is an error naming
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -76,16 +77,14 @@ def is_number(text: str) -> bool:
 def _strict(option: str, kind: str, text: str) -> float | int | str:
     if kind == "s":
         return text
+    what = "an integer" if kind == "i" else "a finite number"
     try:
-        if kind == "i":
-            value = float(text)
-            if value != int(value):
-                raise ValueError
-            return int(value)
-        return float(text)
+        value = float(text)
     except ValueError:
-        what = "an integer" if kind == "i" else "a number"
-        raise UsageError(f"option {option}: expected {what}, got '{text}'") from None
+        value = math.nan
+    if not math.isfinite(value) or (kind == "i" and value != int(value)):
+        raise UsageError(f"option {option}: expected {what}, got '{text}'")
+    return int(value) if kind == "i" else value
 
 
 def _lenient(kind: str, text: str) -> float | int | str:
@@ -280,6 +279,7 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
     problems: list[str] = []
     owned = 0  # arguments still belonging to the previous option
     for i, token in enumerate(argv):
+        value_position = owned > 0  # a value of the previous option (a file may start with -)
         if owned > 0:
             owned -= 1
             if not token.startswith("-"):
@@ -289,7 +289,7 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
             continue
         taken = _scan_token(argv, i, st, warnings)
         if taken is None:
-            if not is_number(token):
+            if not is_number(token) and not value_position:
                 problems.append(f"unknown option {token}{suggest(token)}")
                 owned = _values_after(argv, i)  # its values are not separate problems
             continue

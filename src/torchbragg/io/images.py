@@ -361,7 +361,10 @@ def write_atomic(path: str | os.PathLike, chunks: Iterable[bytes]) -> None:
         with os.fdopen(descriptor, "wb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
-        os.replace(temporary, path)
+        try:
+            os.replace(temporary, path)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot write {path}: {err.strerror}", path) from None
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
