@@ -141,11 +141,9 @@ class Renderer:
                       orientation_chunk: int | None = None) -> ChunkResult:
         """Intensities (photons) of pixels ``fast``, ``slow`` (P,), in raster order."""
         geo = self._subpixel_geometry(ctx, fast, slow)
-        n_orient = ctx.orient.lattice_m.shape[0]
-        # interpolation's switch-off follows loop order, so it never splits orientations
-        size = n_orient if self.interp.active else (orientation_chunk or n_orient)
         flags = self._flags()
-        if any(flags) or size < n_orient or self.interp.active:
+        size, per_step = self._orientation_runs(ctx, orientation_chunk)
+        if per_step:
             total = self._accumulate_recurrence(ctx, geo, size, flags)
         else:
             total = ctx.i_bg + self._plain_sum(ctx, geo)
@@ -161,16 +159,15 @@ class Renderer:
         Runs of ``group_chunk`` groups are rendered in loop order, carrying the running sum;
         the once-per-pixel factors are picked up where their group falls.
         """
-        n_groups = len(ctx.layers) * self.sampling.oversample ** 2 * ctx.incident.shape[0]
-        n_orient = ctx.orient.lattice_m.shape[0]
-        size = n_orient if self.interp.active else (orientation_chunk or n_orient)
+        n_groups = self.groups_per_pixel(ctx)
         flags = self._flags()
+        size, per_step = self._orientation_runs(ctx, orientation_chunk)
         total = ctx.i_bg * torch.ones(1, dtype=ctx.layers.dtype, device=ctx.layers.device)
         found: dict = {"omega_sum": 0.0}
         for g0 in range(0, n_groups, group_chunk):
             groups = torch.arange(g0, min(g0 + group_chunk, n_groups), device=fast.device)
             geo = self._group_geometry(ctx, fast, slow, groups)
-            if any(flags) or size < n_orient or self.interp.active:
+            if per_step:
                 total = self._accumulate_recurrence(ctx, geo, size, flags, start=total)
             else:
                 total = total + self._plain_sum(ctx, geo)
@@ -209,6 +206,16 @@ class Renderer:
             polar=one if (pol or self.beam.nopolar) else polar * one,
             capture=(one if thick or self.detector.config.thickness_m == 0.0
                      else found["capture"] * one))
+
+    def _orientation_runs(self, ctx: Context, orientation_chunk: int | None) -> tuple[int, bool]:
+        """Orientations per run, and whether steps must be kept apart (not just summed).
+
+        Steps are kept apart for the per-step corrections, for interpolation (whose switch-off
+        follows loop order, so it never splits orientations) and when orientations are split.
+        """
+        n_orient = ctx.orient.lattice_m.shape[0]
+        size = n_orient if self.interp.active else (orientation_chunk or n_orient)
+        return size, any(self._flags()) or size < n_orient or self.interp.active
 
     def _flags(self) -> tuple[bool, bool, bool]:
         s = self.sampling
