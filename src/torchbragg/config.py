@@ -18,6 +18,10 @@ WATER_F = 2.57
 WATER_MW = 18.0
 
 
+# How pixels are computed (see torchbragg.simulator.Simulator).
+KERNELS = ("auto", "fused", "reference")
+
+
 @dataclass(frozen=True, eq=False)
 class DetectorConfig:
     """Detector geometry before pivoting and rotation.

@@ -58,23 +58,31 @@ def lattice_factor_square(hkl: torch.Tensor, n_cells: torch.Tensor) -> torch.Ten
     return torch.where(n_cells > 1, factors, 1.0).prod(-1)
 
 
-def lattice_factor_square_reduced(dhkl: torch.Tensor, hkl0: torch.Tensor,
-                                  n_cells: torch.Tensor) -> torch.Tensor:
-    """:func:`lattice_factor_square` from the offsets d = h - h0 to the nearest whole h0.
+def sincg_reduced(dh: torch.Tensor, h0: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """sincg(pi h, N) for h = h0 + dh, from the offset dh to the nearest whole h0.
 
-    For whole N, sin(N pi h) / sin(pi h) = (-1)^(h0 (N - 1)) sin(N pi d) / sin(pi d); the
-    small phase keeps single precision accurate far from the origin. (nanoBragg evaluates
-    the unreduced form, which float64 reproduces exactly.)
+    For whole N, sin(N pi h) / sin(pi h) = (-1)^(h0 (N - 1)) sin(N pi dh) / sin(pi dh); the
+    small phase keeps single precision accurate far from the origin. ``dh``, ``h0`` and ``n``
+    broadcast.
     """
-    n_value = n_cells.detach()
-    odd = torch.remainder(hkl0 * (n_value - 1), 2) != 0
+    n_value = n.detach()
+    odd = torch.remainder(h0 * (n_value - 1), 2) != 0
     # sin(N pi d + pi h0 (N - N)) has the value of sin(N pi d) and the N-derivative of
     # sin(N pi h), so gradients with respect to N stay those of the unreduced form
-    x = math.pi * dhkl
+    x = math.pi * dh
     zero = x == 0
-    numerator = torch.sin(n_cells * x + math.pi * hkl0 * (n_cells - n_value))
-    factors = torch.where(zero, n_cells, numerator / (torch.sin(x) + zero))
-    factors = torch.where(odd, -factors, factors)
+    numerator = torch.sin(n * x + math.pi * h0 * (n - n_value))
+    factor = torch.where(zero, n, numerator / (torch.sin(x) + zero))
+    return torch.where(odd, -factor, factor)
+
+
+def lattice_factor_square_reduced(dhkl: torch.Tensor, hkl0: torch.Tensor,
+                                  n_cells: torch.Tensor) -> torch.Tensor:
+    """:func:`lattice_factor_square` from the offsets d = h - h0 (see :func:`sincg_reduced`).
+
+    (nanoBragg evaluates the unreduced form, which float64 reproduces exactly.)
+    """
+    factors = sincg_reduced(dhkl, hkl0, n_cells)
     return torch.where(n_cells > 1, factors, 1.0).prod(-1)
 
 

@@ -26,6 +26,7 @@ from torchbragg.config import (
     SimulationConfig,
     StructureFactorConfig,
 )
+from torchbragg.errors import SetupError  # noqa: F401 - raised here, part of the API
 from torchbragg.geometry import detector_frame
 from torchbragg.io import hkl as hkl_io
 from torchbragg.io import mosflm, smv
@@ -49,10 +50,6 @@ CONVENTION_AXES = {
     "xds": ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1), (1, 0, 0), (1, 0, 0), (1, 0, 0)),
     "dials": ((1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0)),
 }
-
-
-class SetupError(ValueError):
-    """An impossible or incomplete simulation; ``str()`` is one line for the user."""
 
 
 @dataclass
@@ -257,22 +254,6 @@ def _thickness(st: CState, msgs: list[str]) -> tuple[int, float, float, float]:
         mu = 1.0 / r.range
         msgs.append(f"WARNING: setting detector attenuation depth to {mu:g} m")
     return r.steps, r.range, r.step, mu
-
-
-def usage_needed(st: CState) -> bool:
-    """True when nanoBragg prints its usage: no structure factors or no orientation."""
-    return bool(usage_reason(st))
-
-
-def usage_reason(st: CState) -> str:
-    """What is missing for a run ('' when nothing is)."""
-    reasons = []
-    if st.hkl_path is None and not os.path.exists(st.dump_path) and st.default_F == 0.0:
-        reasons.append(f"no structure factors (-hkl, a {st.dump_path} from an earlier run, "
-                       "or -default_F)")
-    if st.mat_path is None and st.cell[0] == 0.0:
-        reasons.append("no unit cell (-cell or -mat)")
-    return " and ".join(reasons)
 
 
 def resolve(st: CState) -> Plan:

@@ -28,7 +28,6 @@ nanoBragg's particular rules, reproduced here:
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -97,13 +96,12 @@ class Renderer:
 
     def __init__(self, detector: Detector, crystal: Crystal, beam: Beam,
                  structure_factors: StructureFactors, sampling: SamplingConfig,
-                 compile: bool = False, compute_dtype: torch.dtype = torch.float64):
+                 compute_dtype: torch.dtype = torch.float64):
         self.detector, self.crystal, self.beam = detector, crystal, beam
         self.sf, self.sampling = structure_factors, sampling
         self.interp = InterpolationState(active=structure_factors.interpolate)
         # observer(stage, tensors): sees intermediate tensors of each chunk (see trace.py)
         self.observer = None
-        self.bragg_sum = compiled_bragg_sum() if compile else bragg_sum
         # precision of the per-step sum; geometry and everything else stay float64
         self.compute_dtype = compute_dtype
 
@@ -207,6 +205,13 @@ class Renderer:
             capture=(one if thick or self.detector.config.thickness_m == 0.0
                      else found["capture"] * one))
 
+    def plain(self) -> bool:
+        """Whether this image takes the plain path: one sum over all steps, no recurrence.
+
+        That is the path the fused kernel (:mod:`torchbragg.fused`) implements.
+        """
+        return not (any(self._flags()) or self.interp.active)
+
     def _orientation_runs(self, ctx: Context, orientation_chunk: int | None) -> tuple[int, bool]:
         """Orientations per run, and whether steps must be kept apart (not just summed).
 
@@ -302,10 +307,9 @@ class Renderer:
         orient = ctx.orient
         padded, origin = self.sf.padded()
         lower = None if self.compute_dtype == torch.float64 else self.compute_dtype
-        per_source = self.bragg_sum(geo["scattering"], orient.lattice_m, orient.n_cells,
-                                    orient.reciprocal_invA, padded, origin,
-                                    self.crystal.shape, self.crystal.fudge,
-                                    lower).to(torch.float64)  # (P, T, Q, S)
+        per_source = bragg_sum(geo["scattering"], orient.lattice_m, orient.n_cells,
+                               orient.reciprocal_invA, padded, origin, self.crystal.shape,
+                               self.crystal.fudge, lower).to(torch.float64)  # (P, T, Q, S)
         if self.sampling.dmin_m > 0:
             per_source = per_source * (~geo["cut"])
         return per_source.sum(dim=(1, 2, 3))
@@ -433,33 +437,6 @@ def bragg_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: torch.
     f_latt = lattice_factor(hkl, hkl0, shape, n_cells, reciprocal_invA, fudge, dhkl)
     amplitude = f_latt * lookup_nearest(padded_F, origin, hkl0)
     return (amplitude * amplitude).sum(-1)
-
-
-_COMPILED: dict = {}
-
-
-def compiled_bragg_sum():
-    """:func:`bragg_sum` through ``torch.compile`` (fused loops; compiled once per process).
-
-    If compilation fails (no C++ compiler, unsupported platform) the first call warns and
-    every call then runs the eager function.
-    """
-    if "fn" not in _COMPILED:
-        compiled = torch.compile(bragg_sum, dynamic=True)
-
-        def guarded(*args):
-            if _COMPILED.get("failed"):
-                return bragg_sum(*args)
-            try:
-                return compiled(*args)
-            except Exception as err:  # noqa: BLE001 - any backend failure falls back
-                warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); "
-                              "rendering without it", RuntimeWarning, stacklevel=2)
-                _COMPILED["failed"] = True
-                return bragg_sum(*args)
-
-        _COMPILED["fn"] = guarded
-    return _COMPILED["fn"]
 
 
 def interpolation_warning(state: InterpolationState) -> list[str]:

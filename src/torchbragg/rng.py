@@ -51,8 +51,10 @@ import math
 import time
 from typing import NamedTuple
 
-import numba
 import numpy as np
+
+from torchbragg import rng_kernels
+from torchbragg.rng_kernels import _NTAB, compiled
 
 __all__ = [
     "DEFAULT_MOSAIC_SEED",
@@ -75,27 +77,11 @@ __all__ = [
     "umat_to_misset",
 ]
 
-# Park-Miller constants: IM = IA * IQ + IR lets Schrage's method avoid 64-bit overflow.
-_IA = 16807
-_IM = 2147483647
-_AM = 1.0 / _IM
-_IQ = 127773
-_IR = 2836
-_NTAB = 32
-_NDIV = 1 + (_IM - 1) // _NTAB
-# ran1 never returns more than RNMX; the comparison is made in double, the value is float.
-_RNMX = 1.0 - 1.2e-7
-_RNMX_F32 = np.float32(_RNMX)
-
 # Degrees per radian, built as the C program builds it (180 * M_1_PI).
 _RTD = 180.0 * 0.318309886183790671537767526745028724
 
 #: Mosaic seed the C program uses when ``-mosaic_seed`` is not given (command-line form).
 DEFAULT_MOSAIC_SEED = 12345678
-
-# Largest photon count an unsigned 16-bit pixel holds.
-_PIXEL_MAX = 65535.0
-
 
 def idum_from_seed(seed: int) -> int:
     """Convert a command-line seed into the ``idum`` value the C program stores.
@@ -194,198 +180,6 @@ class Ran1:
 
 
 # ---------------------------------------------------------------------------
-# Compiled kernels. They work on the raw state arrays so the noise loop runs
-# sequentially in machine code; C float (binary32) rounding is reproduced with
-# explicit np.float32 conversions wherever the C code stores or computes in float.
-# ---------------------------------------------------------------------------
-
-
-@numba.njit(cache=True)
-def _trunc_div(a, b):
-    # C integer division truncates toward zero; b is positive here.
-    q = a // b
-    if q < 0 and q * b != a:
-        q += 1
-    return q
-
-
-@numba.njit(cache=True)
-def _park_miller(x):
-    # x <- 16807 x mod (2**31 - 1) without overflow (Schrage).
-    k = _trunc_div(x, _IQ)
-    x = _IA * (x - k * _IQ) - _IR * k
-    if x < 0:
-        x += _IM
-    return x
-
-
-@numba.njit(cache=True)
-def _ran1(idum, table):
-    # Reload the shuffle table when the stream is new (idum <= 0) or no table exists.
-    if idum[0] <= 0 or table[0] == 0:
-        if -idum[0] < 1:
-            idum[0] = 1
-        else:
-            idum[0] = -idum[0]
-        # Eight warm-up steps, then the table is filled from its last slot down.
-        for j in range(_NTAB + 7, -1, -1):
-            idum[0] = _park_miller(idum[0])
-            if j < _NTAB:
-                table[1 + j] = idum[0]
-        table[0] = table[1]
-    idum[0] = _park_miller(idum[0])
-    # The previous output picks the slot; the slot's value is returned and replaced.
-    j = table[0] // _NDIV
-    table[0] = table[1 + j]
-    table[1 + j] = idum[0]
-    temp = np.float32(_AM * table[0])
-    if temp > _RNMX:
-        return _RNMX_F32
-    return temp
-
-
-@numba.njit(cache=True)
-def _ran1_fill(idum, table, out):
-    for i in range(out.shape[0]):
-        out[i] = _ran1(idum, table)
-
-
-@numba.njit(cache=True)
-def _gammln(xx):
-    # Lanczos series for ln Gamma(xx); the argument and the result are C floats.
-    x = np.float64(np.float32(xx))
-    y = x
-    tmp = x + 5.5
-    tmp -= (x + 0.5) * math.log(tmp)
-    ser = 1.000000000190015
-    y += 1.0
-    ser += 76.18009172947146 / y
-    y += 1.0
-    ser += -86.50532032941677 / y
-    y += 1.0
-    ser += 24.01409824083091 / y
-    y += 1.0
-    ser += -1.231739572450155 / y
-    y += 1.0
-    ser += 0.1208650973866179e-2 / y
-    y += 1.0
-    ser += -0.5395239384953e-5 / y
-    return np.float32(-tmp + math.log(2.5066282746310005 * ser / x))
-
-
-@numba.njit(cache=True)
-def _gaussdev(idum, table, spare):
-    # Polar Box-Muller: two uniforms in the unit disc give two normal deviates;
-    # the second one is kept for the next call.
-    if spare[0] != 0.0:
-        spare[0] = 0.0
-        return np.float32(spare[1])
-    while True:
-        v1 = np.float32(2.0 * np.float64(_ran1(idum, table)) - 1.0)
-        v2 = np.float32(2.0 * np.float64(_ran1(idum, table)) - 1.0)
-        rsq = np.float32(
-            np.float64(np.float32(np.float64(v1) * v1)) + np.float32(np.float64(v2) * v2)
-        )
-        if not (rsq >= 1.0 or rsq == 0.0):
-            break
-    fac = np.float32(math.sqrt(-2.0 * math.log(np.float64(rsq)) / np.float64(rsq)))
-    spare[1] = np.float32(np.float64(v1) * fac)
-    spare[0] = 1.0
-    return np.float32(np.float64(v2) * fac)
-
-
-@numba.njit(cache=True)
-def _poidev_small(xm, idum, table, cache):
-    # Direct method: count uniform deviates until their product drops below exp(-mean).
-    if xm != cache[0]:
-        cache[0] = xm
-        cache[3] = np.float32(math.exp(-np.float64(xm)))
-    g = np.float32(cache[3])
-    em = np.float32(-1.0)
-    t = np.float32(1.0)
-    while True:
-        em = np.float32(em + np.float32(1.0))
-        t = np.float32(np.float64(t) * _ran1(idum, table))
-        if not (t > g):
-            break
-    return em
-
-
-@numba.njit(cache=True)
-def _poidev_rejection(xm, idum, table, cache):
-    # Rejection from a Lorentzian comparison function scaled by 0.9 (mean >= 12).
-    if xm != cache[0]:
-        cache[0] = xm
-        cache[1] = np.float32(math.sqrt(2.0 * np.float64(xm)))
-        cache[2] = np.float32(math.log(np.float64(xm)))
-        xlog = np.float32(np.float64(xm) * cache[2])
-        cache[3] = np.float32(np.float64(xlog) - _gammln(np.float32(np.float64(xm) + 1.0)))
-    sq = cache[1]
-    alxm = cache[2]
-    g = cache[3]
-    while True:
-        while True:
-            y = np.float32(math.tan(math.pi * np.float64(_ran1(idum, table))))
-            em = np.float32(np.float64(np.float32(sq * y)) + np.float64(xm))
-            if not (em < 0.0):
-                break
-        em = np.float32(np.floor(np.float64(em)))
-        # ln of the Poisson probability of em relative to the mean's, all in float.
-        elog = np.float32(np.float64(em) * alxm)
-        lnratio = np.float32(np.float64(elog) - _gammln(np.float32(np.float64(em) + 1.0)))
-        lnratio = np.float32(np.float64(lnratio) - g)
-        yy = np.float32(np.float64(y) * y)
-        t = np.float32(0.9 * (1.0 + np.float64(yy)) * math.exp(np.float64(lnratio)))
-        if not (_ran1(idum, table) > t):
-            break
-    return em
-
-
-@numba.njit(cache=True)
-def _poidev(xm, idum, table, spare, cache):
-    xm = np.float32(xm)
-    if xm > 1.0e6:
-        # Gaussian approximation for very large means.
-        gauss = np.float64(_gaussdev(idum, table, spare))
-        return np.float32(np.float64(xm) + math.sqrt(np.float64(xm)) * gauss)
-    if xm < 12.0:
-        return _poidev_small(xm, idum, table, cache)
-    return _poidev_rejection(xm, idum, table, cache)
-
-
-@numba.njit(cache=True)
-def _to_uint16(value):
-    # C cast double -> unsigned short as x86-64 gcc compiles it: truncate to a 32-bit
-    # int (NaN and out-of-range give 0x80000000) and keep the low 16 bits.
-    if not (value > -2147483649.0 and value < 2147483648.0):
-        return np.uint16(0)
-    return np.uint16(np.int64(value) & 0xFFFF)
-
-
-@numba.njit(cache=True)
-def _noise_kernel(image, fpixels, spixels, roi, adc_offset, idum, table, spare, cache, out):
-    # Pixels in C order (slow outer, fast inner); those outside the inclusive ROI
-    # draw nothing and keep 0.
-    photons = 0.0
-    overloads = 0
-    idx = 0
-    for spixel in range(spixels):
-        for fpixel in range(fpixels):
-            if fpixel < roi[0] or fpixel > roi[1] or spixel < roi[2] or spixel > roi[3]:
-                idx += 1
-                continue
-            test = np.float64(_poidev(image[idx], idum, table, spare, cache))
-            photons += test
-            test += adc_offset
-            if test > _PIXEL_MAX:
-                test = _PIXEL_MAX
-                overloads += 1
-            out[idx] = _to_uint16(test)
-            idx += 1
-    return photons, overloads
-
-
-# ---------------------------------------------------------------------------
 # Scalar deviates, named after the C functions.
 # ---------------------------------------------------------------------------
 
@@ -403,7 +197,7 @@ def ran1(rng: Ran1) -> float:
     float
         A float32 value in (0, 1), returned as a Python float (exact).
     """
-    return float(_ran1(rng._idum, rng.shared.table))
+    return float(rng_kernels._ran1(rng._idum, rng.shared.table))
 
 
 def ran1_sequence(rng: Ran1, n: int) -> np.ndarray:
@@ -422,7 +216,7 @@ def ran1_sequence(rng: Ran1, n: int) -> np.ndarray:
         The values ``ran1`` returns, in order.
     """
     out = np.empty(int(n), dtype=np.float32)
-    _ran1_fill(rng._idum, rng.shared.table, out)
+    compiled("_ran1_fill")(rng._idum, rng.shared.table, out)
     return out
 
 
@@ -439,7 +233,7 @@ def gaussdev(rng: Ran1) -> float:
     float
         A float32 value (mean 0, rms 1), returned as a Python float.
     """
-    return float(_gaussdev(rng._idum, rng.shared.table, rng.shared.gauss_spare))
+    return float(compiled("_gaussdev")(rng._idum, rng.shared.table, rng.shared.gauss_spare))
 
 
 def poidev(xm: float, rng: Ran1) -> float:
@@ -462,7 +256,8 @@ def poidev(xm: float, rng: Ran1) -> float:
     """
     shared = rng.shared
     return float(
-        _poidev(np.float32(xm), rng._idum, shared.table, shared.gauss_spare, shared.poisson_cache)
+        compiled("_poidev")(np.float32(xm), rng._idum, shared.table, shared.gauss_spare,
+                            shared.poisson_cache)
     )
 
 
@@ -479,7 +274,7 @@ def gammln(xx: float) -> float:
     float
         ln Gamma(xx) rounded to float32.
     """
-    return float(_gammln(np.float32(xx)))
+    return float(compiled("_gammln")(np.float32(xx)))
 
 
 # ---------------------------------------------------------------------------
@@ -812,7 +607,7 @@ def noise_image(
     flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
     rng = seed if isinstance(seed, Ran1) else Ran1.from_seed(seed, shared)
     out = np.zeros(flat.size, dtype=np.uint16)
-    photons, overloads = _noise_kernel(
+    photons, overloads = compiled("_noise_kernel")(
         flat,
         fpixels,
         spixels,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from torchbragg.config import SimulationConfig
+from torchbragg import aot, fused
+from torchbragg.config import KERNELS, SimulationConfig
 from torchbragg.models.beam import Beam
 from torchbragg.models.crystal import Crystal
 from torchbragg.models.detector import Detector
@@ -18,6 +19,13 @@ from torchbragg.render import (
     memory_budget_bytes,
     plan_chunks,
 )
+
+# With kernel="auto", an image of at least this many pixel-steps builds the fused kernel when
+# it is not cached yet (a one-time compilation of 15-40 s); a cached kernel is always used.
+AUTO_BUILD_PIXEL_STEPS = 20_000_000
+# Working memory of the fused kernel per (pixel, layer, sub-pixel, source): the geometry it
+# keeps in memory; the steps themselves stay in registers.
+FUSED_BYTES_PER_GROUP = 512
 
 
 @dataclass
@@ -48,16 +56,26 @@ class Simulator(nn.Module):
     Parameters of the sub-modules can be switched to ``requires_grad`` for refinement;
     ``forward()`` returns the (slow, fast) image in photons per pixel. ``dtype=float32``
     computes the per-step sum (the bulk of the work) in single precision, with the lattice
-    phase reduced to h - h0; parameters and geometry stay float64. ``compile=True``
-    runs the inner sum through ``torch.compile`` (faster for large images after a one-time
-    compilation of tens of seconds).
+    phase reduced to h - h0; parameters and geometry stay float64.
+
+    ``kernel`` chooses how pixels are computed: ``"reference"`` is the readable, vectorised
+    PyTorch path (:mod:`torchbragg.render`), which autograd differentiates; ``"fused"`` is
+    the compiled kernel (:mod:`torchbragg.fused`, built once per machine and cached, see
+    :mod:`torchbragg.aot`), which covers the plain path (no ``-oversample_*`` recurrence, no
+    interpolation, flat detector) without gradients; ``"auto"`` takes the fused kernel when
+    it covers the image, no parameter requires a gradient, and the kernel is cached or the
+    image is large enough to pay for building it. ``say(line)`` receives the one-line notes
+    about building or falling back (default: stderr).
     """
 
     def __init__(self, config: SimulationConfig, dtype: torch.dtype = torch.float64,
-                 device: str | torch.device = "cpu", compile: bool = False):
+                 device: str | torch.device = "cpu", kernel: str = "auto", say=None):
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
         self.config = config
-        self.compile = compile
+        self.kernel = kernel
+        self.say = aot.stderr_line if say is None else say
         self.compute_dtype = dtype
         # parameters and geometry are float64; ``dtype`` sets the per-step sum's precision
         f64 = torch.float64
@@ -72,8 +90,7 @@ class Simulator(nn.Module):
     def renderer(self) -> Renderer:
         """A renderer over this simulator's models (one per image: it holds run state)."""
         return Renderer(self.detector, self.crystal, self.beam, self.structure_factors,
-                        self.config.sampling, compile=self.compile,
-                        compute_dtype=self.compute_dtype)
+                        self.config.sampling, compute_dtype=self.compute_dtype)
 
     def render(self, memory_budget_mb: float | None = None, progress=None,
                observer=None) -> RenderOutput:
@@ -88,14 +105,31 @@ class Simulator(nn.Module):
         ctx = renderer.context()
         slow, fast = torch.nonzero(self.rendered, as_tuple=True)
         n_pix = slow.numel()
-        plan = plan_chunks(n_pix, renderer.groups_per_pixel(ctx), ctx.orient.lattice_m.shape[0],
-                           renderer.bytes_per_eval(),
-                           memory_budget_bytes(memory_budget_mb, self.rendered.device.type))
-        per_chunk = plan.pixels
+        budget = memory_budget_bytes(memory_budget_mb, self.rendered.device.type)
+        compiled = self.fused_kernel(renderer, n_pix * ctx.steps * len(ctx.layers))
         # One buffer for all chunks: many small long-lived chunk results would fragment the
         # heap and hold on to the freed working memory of every chunk.
         dtype = self.detector.pixel_size_m.dtype
         values = torch.zeros(n_pix, dtype=dtype, device=self.rendered.device)
+        if compiled is not None:
+            omega = self._render_fused(compiled, renderer, ctx, fast, slow, values, budget,
+                                       progress)
+        else:
+            omega = self._render_reference(renderer, ctx, fast, slow, values, budget,
+                                           progress)
+        image = torch.zeros(self.rendered.shape, dtype=dtype, device=self.rendered.device)
+        image = image.index_put((slow, fast), values)
+        return RenderOutput(image=image, rendered=self.rendered, omega_sum=omega,
+                            interpolation=renderer.interp)
+
+    def _render_reference(self, renderer: Renderer, ctx, fast: torch.Tensor,
+                          slow: torch.Tensor, values: torch.Tensor, budget: int,
+                          progress) -> torch.Tensor:
+        """Fill ``values`` (P,) chunk by chunk on the reference path; return the omega sum."""
+        n_pix = len(values)
+        plan = plan_chunks(n_pix, renderer.groups_per_pixel(ctx), ctx.orient.lattice_m.shape[0],
+                           renderer.bytes_per_eval(), budget)
+        per_chunk = plan.pixels
         omega = ctx.i_bg * 0
         for start in range(0, n_pix, per_chunk):
             sl = slice(start, start + per_chunk)
@@ -108,10 +142,60 @@ class Simulator(nn.Module):
             omega = omega + out.omega_sum
             if progress is not None:
                 progress(min(start + per_chunk, n_pix), n_pix)
-        image = torch.zeros(self.rendered.shape, dtype=dtype, device=self.rendered.device)
-        image = image.index_put((slow, fast), values)
-        return RenderOutput(image=image, rendered=self.rendered, omega_sum=omega,
-                            interpolation=renderer.interp)
+        return omega
+
+    def _render_fused(self, compiled: aot.CompiledKernel, renderer: Renderer, ctx,
+                      fast: torch.Tensor, slow: torch.Tensor, values: torch.Tensor,
+                      budget: int, progress) -> torch.Tensor:
+        """Fill ``values`` (P,) with the compiled kernel; return the omega sum."""
+        n_pix = len(values)
+        per_chunk = max(1, budget // (renderer.groups_per_pixel(ctx) * FUSED_BYTES_PER_GROUP))
+        omega = ctx.i_bg * 0
+        for start in range(0, n_pix, per_chunk):
+            sl = slice(start, start + per_chunk)
+            chunk, omega0 = compiled(*fused.inputs_from(renderer, ctx, fast[sl], slow[sl]))
+            values[sl] = chunk
+            # one solid angle per pixel, counted for every layer and sub-pixel (nanoBragg)
+            omega = omega + omega0.sum() * (len(ctx.layers) * renderer.sampling.oversample ** 2)
+            if progress is not None:
+                progress(min(start + per_chunk, n_pix), n_pix)
+        return omega
+
+    def fused_kernel(self, renderer: Renderer, pixel_steps: int) -> aot.CompiledKernel | None:
+        """The compiled kernel to render with, or None for the reference path."""
+        if self.kernel == "reference":
+            return None
+        why_not = self._fused_gap(renderer)
+        if why_not is not None:
+            if self.kernel == "fused" and not self._needs_grad():
+                self.say(f"torchbragg: the fused kernel does not cover {why_not}; "
+                         "rendering with the reference path")
+            return None
+        build = self.kernel == "fused" or pixel_steps >= AUTO_BUILD_PIXEL_STEPS
+        try:
+            return aot.plain_kernel(fused.variant_of(renderer), self.rendered.device,
+                                    build=build, say=self.say)
+        except aot.KernelUnavailable as err:
+            self.say(f"torchbragg: no compiled kernel here ({err}); rendering with the "
+                     "reference path")
+            return None
+
+    def _fused_gap(self, renderer: Renderer) -> str | None:
+        """What keeps this image off the fused kernel (None: nothing)."""
+        if self._needs_grad():
+            return "gradients"
+        if renderer.observer is not None:
+            return "traces and -printout"
+        if self.detector.config.curved:
+            return "-curved_det"
+        if renderer.interp.active:
+            return "interpolation"
+        if not renderer.plain():
+            return "-oversample_thick/_polar/_omega"
+        return None
+
+    def _needs_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
 
     def forward(self, memory_budget_mb: float | None = None) -> torch.Tensor:
         """(slow, fast) image in photons per pixel."""
@@ -132,7 +216,7 @@ def rendered_pixels(config: SimulationConfig) -> torch.Tensor:
 
 
 def simulate(config: SimulationConfig, dtype: torch.dtype = torch.float64,
-             device: str | torch.device = "cpu",
-             memory_budget_mb: float | None = None) -> torch.Tensor:
+             device: str | torch.device = "cpu", memory_budget_mb: float | None = None,
+             kernel: str = "auto") -> torch.Tensor:
     """Render ``config``: the (slow, fast) image in photons per pixel."""
-    return Simulator(config, dtype, device)(memory_budget_mb)
+    return Simulator(config, dtype, device, kernel)(memory_budget_mb)

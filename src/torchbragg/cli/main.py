@@ -1,146 +1,44 @@
-"""``torchbragg``: nanoBragg's command line, rendered with PyTorch."""
+"""``torchbragg``: nanoBragg's command line, rendered with PyTorch.
+
+This module answers ``--help``, usage and option errors without importing torch (start-up
+in a fraction of a second); :mod:`torchbragg.cli.simulate` does the rest.
+"""
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 
-import torch
-
-from torchbragg.cli.options import CState
-from torchbragg.cli.outputs import write_outputs
 from torchbragg.cli.parse import UsageError, parse_args
-from torchbragg.cli.printout import PrintoutObserver
-from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
-from torchbragg.cli.usage import usage_text
+from torchbragg.cli.usage import usage_needed, usage_reason, usage_text
+from torchbragg.config import KERNELS
+from torchbragg.errors import SetupError
 from torchbragg.io.errors import InputFileError
-from torchbragg.precedence import (
-    Plan,
-    SetupError,
-    apply_smv_headers,
-    resolve,
-    usage_needed,
-    usage_reason,
-)
-from torchbragg.render import interpolation_warning
-from torchbragg.rng import default_noise_seed
-from torchbragg.simulator import RenderOutput, Simulator
-from torchbragg.trace import format_trace, trace_pixel
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
 def _say(line: str) -> None:
     print(line)
 
 
-def progress_lines(done_before: int, done: int, total: int) -> list[str]:
-    """nanoBragg's progress meter lines for pixel counters ``done_before`` .. ``done - 1``.
-
-    The C program counts pixels against (ROI width + 1) x (ROI height + 1) and prints a
-    percentage every 5 %, and every 1 % in the first and last tenth.
-    """
-    if total // 100 <= 0:
+def _read_headers(st) -> list[str]:
+    if st.img_path is None and st.mask_path is None:
         return []
-    lines = []
-    for n in range(done_before, done):
-        if (n % (total // 20) == 0
-                or ((10 * n < total or 10 * n > 9 * total) and n % (total // 100) == 0)):
-            lines.append(f"{n * 100 // total}% done")
-    return lines
+    from torchbragg.precedence import apply_smv_headers  # imports torch
+
+    return apply_smv_headers(st)
 
 
-def _progress(st: CState, plan: Plan):
-    if not st.progress or st.printout:
-        return None
-    xmin, xmax, ymin, ymax = plan.config.detector.roi
-    total = (xmax - xmin + 1) * (ymax - ymin + 1)
-    state = {"done": 0}
-
-    def report(done: int, n_pixels: int) -> None:
-        for line in progress_lines(state["done"], done, total):
-            print(line, flush=True)
-        state["done"] = done
-
-    return report
-
-
-def extension_settings(ext: dict) -> tuple[torch.dtype, torch.device, float | None]:
-    """Validated ``--dtype``, ``--device`` and ``--memory-budget-mb``."""
-    dtype = DTYPES.get(ext.get("dtype", "float64"))
-    if dtype is None:
+def check_extensions(ext: dict) -> None:
+    """Check the values of ``--dtype`` and ``--kernel`` (``--compile`` is ``--kernel fused``)."""
+    if ext.get("dtype", "float64") not in ("float64", "float32"):
         raise UsageError(f"--dtype must be float64 or float32, got {ext['dtype']}")
-    try:
-        device = torch.device(ext.get("device", "cpu"))
-    except RuntimeError:
-        raise UsageError(f"--device: unknown device '{ext['device']}' (cpu, cuda, cuda:N)") \
-            from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {ext['device']}: CUDA is not available on this machine")
-    budget = ext.get("memory_budget_mb")
-    if budget is not None:
-        budget = _positive_mib(budget, "--memory-budget-mb")
-    elif "TORCHBRAGG_MEMORY_MB" in os.environ:
-        budget = _positive_mib(os.environ["TORCHBRAGG_MEMORY_MB"], "$TORCHBRAGG_MEMORY_MB")
-    return dtype, device, budget
-
-
-def _positive_mib(text: str, name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise UsageError(f"{name} must be a positive number of MiB, got '{text}'")
-    return value
-
-
-def check_outputs_writable(st: CState) -> None:
-    """Fail before rendering when an output file's folder does not exist or is read-only."""
-    paths = [st.float_path, st.int_path]
-    paths += [st.pgm_path] if st.write_pgm else []
-    paths += [st.noise_path] if st.calculate_noise else []
-    for path in paths:
-        if os.path.isdir(path):
-            raise UsageError(f"cannot write {path}: it is a folder")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise UsageError(f"cannot write {path}: folder {folder} does not exist or is not "
-                             "writable")
-
-
-def _check_trace_pixel(st: CState, config) -> None:
-    if st.trace_pixel is None:
-        return
-    slow, fast = st.trace_pixel
-    if not (0 <= slow < config.detector.spixels and 0 <= fast < config.detector.fpixels):
-        raise UsageError(f"-trace_pixel {slow} {fast} (slow fast) is outside the "
-                         f"{config.detector.spixels} x {config.detector.fpixels} detector")
-
-
-def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> RenderOutput:
-    printout = None
-    renderer_hook = None
-    if st.printout:
-        cfg = plan.config
-        s = cfg.sampling
-        printout = PrintoutObserver(st.printout_pixel, cfg.beam.wavelength_m, cfg.steps,
-                                    (s.oversample_thick, s.oversample_polar,
-                                     s.oversample_omega), cfg.beam.nopolar)
-        printout.lattice_m = sim.crystal().lattice_m.detach().cpu().numpy()
-        renderer_hook = printout
-    with torch.no_grad():
-        out = sim.render(budget, progress=_progress(st, plan), observer=renderer_hook)
-    if printout is not None:
-        for line in printout.lines:
-            _say(line)
-    return out
+    kernel = ext.get("kernel", "auto")
+    if kernel not in KERNELS:
+        raise UsageError(f"--kernel must be one of {', '.join(KERNELS)}, got {kernel}")
 
 
 def run(argv: list[str]) -> int:
     """Run one simulation; raise UsageError, SetupError or InputFileError on bad input."""
-    parsed = parse_args(argv, read_headers=apply_smv_headers)
+    parsed = parse_args(argv, read_headers=_read_headers)
     st, ext = parsed.state, parsed.extensions
     for line in parsed.warnings:
         print(line, file=sys.stderr)
@@ -153,34 +51,10 @@ def run(argv: list[str]) -> int:
         _say(usage_text())
         print(f"torchbragg: error: {usage_reason(st)}", file=sys.stderr)
         return 9
-    dtype, device, budget = extension_settings(ext)
-    check_outputs_writable(st)
-    plan = resolve(st)
-    for line in plan.messages:
-        _say(line)
-    config = plan.config
-    for line in summary_lines(plan, plan.info["n_hkl_read"]):
-        _say(line)
-    if st.calculate_noise:
-        if st.seed is None:
-            st.seed = default_noise_seed()
-        for line in noise_lines(st.seed, config.sampling.water_size_m):
-            _say(line)
-    _check_trace_pixel(st, config)
-    sim = Simulator(config, dtype=dtype, device=device, compile=bool(ext.get("compile")))
-    out = _render(sim, st, plan, budget)
-    # the C program's second warning line has no newline: the blank line ends it
-    warning = interpolation_warning(out.interpolation)
-    for line in warning[:-1]:
-        _say(line)
-    _say(warning[-1] if warning else "")
-    _say(solid_angle_line(float(out.omega_sum), config.steps))
-    image = out.image.detach().to("cpu", torch.float64).numpy()
-    write_outputs(image, config, st, plan.info["frame"], plan.info["rng_shared"], _say)
-    if st.trace_pixel is not None:
-        for line in format_trace(trace_pixel(sim, *st.trace_pixel)):
-            _say(line)
-    return 0
+    check_extensions(ext)
+    from torchbragg.cli.simulate import simulate
+
+    return simulate(st, ext)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, SetupError, InputFileError) as err:
         print(f"torchbragg: error: {err}", file=sys.stderr)
         return 2
-    except (MemoryError, torch.OutOfMemoryError) as err:
+    except MemoryError as err:
         print(f"torchbragg: error: not enough memory ({type(err).__name__}); lower the "
               "detector size, the number of steps or --memory-budget-mb", file=sys.stderr)
         return 2
-    except RuntimeError as err:
-        if "allocate" not in str(err):
+    except RuntimeError as err:  # torch.OutOfMemoryError is one
+        if type(err).__name__ != "OutOfMemoryError" and "allocate" not in str(err):
             raise
         print("torchbragg: error: not enough memory to allocate the image or a chunk; lower "
               "the detector size, the number of steps or --memory-budget-mb", file=sys.stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from torchbragg.cli.options import RULES
+import os
+
+from torchbragg.cli.options import RULES, CState
 
 
 def usage_text() -> str:
@@ -26,8 +28,26 @@ def usage_text() -> str:
     lines.append("  --device cpu|cuda         where to render")
     lines.append("  --memory-budget-mb N      working memory per chunk in MiB (default "
                  "$TORCHBRAGG_MEMORY_MB, else 64 on CPU, 2048 on CUDA)")
-    lines.append("  --compile                 fuse the inner loop with torch.compile (large "
-                 "images; compiles once)")
+    lines.append("  --kernel auto|fused|reference  how pixels are computed: the compiled fused "
+                 "kernel (built once per machine, then cached), the reference PyTorch path, "
+                 "or auto (default: fused where it applies and pays)")
+    lines.append("  --compile                 same as --kernel fused")
     lines.append("  --allow-unknown           warn about options nanoBragg ignores instead "
                  "of stopping")
     return "\n".join(lines)
+
+
+def usage_needed(st: CState) -> bool:
+    """True when nanoBragg prints its usage: no structure factors or no orientation."""
+    return bool(usage_reason(st))
+
+
+def usage_reason(st: CState) -> str:
+    """What is missing for a run ('' when nothing is)."""
+    reasons = []
+    if st.hkl_path is None and not os.path.exists(st.dump_path) and st.default_F == 0.0:
+        reasons.append(f"no structure factors (-hkl, a {st.dump_path} from an earlier run, "
+                       "or -default_F)")
+    if st.mat_path is None and st.cell[0] == 0.0:
+        reasons.append("no unit cell (-cell or -mat)")
+    return " and ".join(reasons)

@@ -1,0 +1,161 @@
+"""Render and write what a parsed nanoBragg command line asks for (imports torch)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from torchbragg.cli.options import CState
+from torchbragg.cli.outputs import write_outputs
+from torchbragg.cli.parse import UsageError
+from torchbragg.cli.printout import PrintoutObserver
+from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
+from torchbragg.precedence import Plan, resolve
+from torchbragg.render import interpolation_warning
+from torchbragg.rng import default_noise_seed
+from torchbragg.simulator import RenderOutput, Simulator
+from torchbragg.trace import format_trace, trace_pixel
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def _say(line: str) -> None:
+    print(line)
+
+
+def progress_lines(done_before: int, done: int, total: int) -> list[str]:
+    """nanoBragg's progress meter lines for pixel counters ``done_before`` .. ``done - 1``.
+
+    The C program counts pixels against (ROI width + 1) x (ROI height + 1) and prints a
+    percentage every 5 %, and every 1 % in the first and last tenth.
+    """
+    if total // 100 <= 0:
+        return []
+    lines = []
+    for n in range(done_before, done):
+        if (n % (total // 20) == 0
+                or ((10 * n < total or 10 * n > 9 * total) and n % (total // 100) == 0)):
+            lines.append(f"{n * 100 // total}% done")
+    return lines
+
+
+def _progress(st: CState, plan: Plan):
+    if not st.progress or st.printout:
+        return None
+    xmin, xmax, ymin, ymax = plan.config.detector.roi
+    total = (xmax - xmin + 1) * (ymax - ymin + 1)
+    state = {"done": 0}
+
+    def report(done: int, n_pixels: int) -> None:
+        for line in progress_lines(state["done"], done, total):
+            print(line, flush=True)
+        state["done"] = done
+
+    return report
+
+
+def extension_settings(ext: dict) -> tuple[torch.dtype, torch.device, float | None]:
+    """Validated ``--dtype``, ``--device`` and ``--memory-budget-mb``."""
+    dtype = DTYPES[ext.get("dtype", "float64")]  # checked by cli.main.check_extensions
+    try:
+        device = torch.device(ext.get("device", "cpu"))
+    except RuntimeError:
+        raise UsageError(f"--device: unknown device '{ext['device']}' (cpu, cuda, cuda:N)") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {ext['device']}: CUDA is not available on this machine")
+    budget = ext.get("memory_budget_mb")
+    if budget is not None:
+        budget = _positive_mib(budget, "--memory-budget-mb")
+    elif "TORCHBRAGG_MEMORY_MB" in os.environ:
+        budget = _positive_mib(os.environ["TORCHBRAGG_MEMORY_MB"], "$TORCHBRAGG_MEMORY_MB")
+    return dtype, device, budget
+
+
+def _positive_mib(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{name} must be a positive number of MiB, got '{text}'")
+    return value
+
+
+def check_outputs_writable(st: CState) -> None:
+    """Fail before rendering when an output file's folder does not exist or is read-only."""
+    paths = [st.float_path, st.int_path]
+    paths += [st.pgm_path] if st.write_pgm else []
+    paths += [st.noise_path] if st.calculate_noise else []
+    for path in paths:
+        if os.path.isdir(path):
+            raise UsageError(f"cannot write {path}: it is a folder")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UsageError(f"cannot write {path}: folder {folder} does not exist or is not "
+                             "writable")
+
+
+def _check_trace_pixel(st: CState, config) -> None:
+    if st.trace_pixel is None:
+        return
+    slow, fast = st.trace_pixel
+    if not (0 <= slow < config.detector.spixels and 0 <= fast < config.detector.fpixels):
+        raise UsageError(f"-trace_pixel {slow} {fast} (slow fast) is outside the "
+                         f"{config.detector.spixels} x {config.detector.fpixels} detector")
+
+
+def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> RenderOutput:
+    printout = None
+    renderer_hook = None
+    if st.printout:
+        cfg = plan.config
+        s = cfg.sampling
+        printout = PrintoutObserver(st.printout_pixel, cfg.beam.wavelength_m, cfg.steps,
+                                    (s.oversample_thick, s.oversample_polar,
+                                     s.oversample_omega), cfg.beam.nopolar)
+        printout.lattice_m = sim.crystal().lattice_m.detach().cpu().numpy()
+        renderer_hook = printout
+    with torch.no_grad():
+        out = sim.render(budget, progress=_progress(st, plan), observer=renderer_hook)
+    if printout is not None:
+        for line in printout.lines:
+            _say(line)
+    return out
+
+
+def simulate(st: CState, ext: dict) -> int:
+    """Resolve, render and write one simulation; raise on bad input (see ``main``)."""
+    dtype, device, budget = extension_settings(ext)
+    kernel = ext.get("kernel", "fused" if ext.get("compile") else "auto")
+    check_outputs_writable(st)
+    plan = resolve(st)
+    for line in plan.messages:
+        _say(line)
+    config = plan.config
+    for line in summary_lines(plan, plan.info["n_hkl_read"]):
+        _say(line)
+    if st.calculate_noise:
+        if st.seed is None:
+            st.seed = default_noise_seed()
+        for line in noise_lines(st.seed, config.sampling.water_size_m):
+            _say(line)
+    _check_trace_pixel(st, config)
+    sim = Simulator(config, dtype=dtype, device=device, kernel=kernel)
+    out = _render(sim, st, plan, budget)
+    # the C program's second warning line has no newline: the blank line ends it
+    warning = interpolation_warning(out.interpolation)
+    for line in warning[:-1]:
+        _say(line)
+    _say(warning[-1] if warning else "")
+    _say(solid_angle_line(float(out.omega_sum), config.steps))
+    image = out.image.detach().to("cpu", torch.float64).numpy()
+    write_outputs(image, config, st, plan.info["frame"], plan.info["rng_shared"], _say)
+    if st.trace_pixel is not None:
+        for line in format_trace(trace_pixel(sim, *st.trace_pixel)):
+            _say(line)
+    return 0
+
+
