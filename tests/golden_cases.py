@@ -79,8 +79,11 @@ def link_inputs(workdir: Path) -> None:
         shutil.copytree(INPUTS, target)
 
 
-def case_argv(case: dict, index: int) -> list[str]:
-    """Arguments of run ``index`` of ``case``, with the output flags parity.py adds."""
+def case_argv(case: dict, index: int, extra_args: tuple[str, ...] = ()) -> list[str]:
+    """Arguments of run ``index`` of ``case``, with the output flags parity.py adds.
+
+    ``extra_args`` (torchbragg's own options) go on every run.
+    """
     runs = case["runs"]
     last = index == len(runs) - 1
     extra: list[str] = []
@@ -91,7 +94,7 @@ def case_argv(case: dict, index: int) -> list[str]:
         extra.append("-nonoise")
     if "pgm" not in case["outputs"] or not last:
         extra.append("-nopgm")
-    return shlex.split(runs[index]) + extra + ["-noprogress"] + EXTRA_ARGS
+    return shlex.split(runs[index]) + extra + ["-noprogress"] + EXTRA_ARGS + list(extra_args)
 
 
 @dataclass
@@ -124,23 +127,25 @@ class CaseRun:
         return self.results[-1].stdout
 
 
-_RUNS: dict[str, CaseRun] = {}
+_RUNS: dict[tuple, CaseRun] = {}
 
 
-def run_case(case_id: str, workdir: Path) -> CaseRun:
+def run_case(case_id: str, workdir: Path, extra_args: tuple[str, ...] = ()) -> CaseRun:
     """Run every run of a golden case in ``workdir`` (the current folder must be it).
 
-    The outcome is kept, so that a second test of the same case does not render it again;
-    it holds the output files' bytes, not their paths.
+    ``extra_args`` are torchbragg options added to every run. The outcome is kept, so that
+    a second test of the same case and options does not render it again; it holds the
+    output files' bytes, not their paths.
     """
-    if case_id in _RUNS:
-        return _RUNS[case_id]
+    key = (case_id, tuple(extra_args))
+    if key in _RUNS:
+        return _RUNS[key]
     assert Path.cwd().resolve() == workdir.resolve(), "chdir into the working folder first"
     case = CASES[case_id]
     link_inputs(workdir)
     results = []
     for index in range(len(case["runs"])):
-        results.append(run_main(case_argv(case, index)))
+        results.append(run_main(case_argv(case, index, extra_args)))
         if results[-1].status != 0:
             break
     outputs = {}
@@ -150,7 +155,7 @@ def run_case(case_id: str, workdir: Path) -> CaseRun:
             if path.exists():
                 outputs[kind] = path.read_bytes()
     run = CaseRun(results, outputs)
-    _RUNS[case_id] = run
+    _RUNS[key] = run
     return run
 
 

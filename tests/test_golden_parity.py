@@ -4,6 +4,8 @@ Each case runs in-process through ``torchbragg.cli.main.main`` in a fresh workin
 the golden ``inputs/`` linked in, exactly as the project's parity tool runs the console command,
 and is held to the same thresholds: ``max_rel <= 1e-5`` on the float image, identical SMV
 int/noise pixels, identical PGM bytes. What it prints is the C program's stdout, line for line.
+These runs take the reference path (``--kernel reference``); test_fused_kernel.py holds the
+compiled kernel to the same images.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from golden_cases import (
     smv_pixels,
 )
 
+REFERENCE = ("--kernel", "reference")
+
 # cases taking more than ~10 s in-process on 2 CPU cores run only with `-m slow`; none does
 # today (the slowest, xtal_dims with 22x22 oversampling, takes 3-8 s)
 SLOW: set[str] = set()
@@ -34,7 +38,7 @@ def _params(kinds: tuple[str, ...] = ()) -> list:
 
 def _ran(case_id, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run = run_case(case_id, tmp_path)
+    run = run_case(case_id, tmp_path, REFERENCE)
     for i, result in enumerate(run.results):
         assert result.status == 0, f"run {i + 1} exited {result.status}: {result.stderr.strip()}"
     return run

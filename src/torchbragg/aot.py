@@ -28,11 +28,19 @@ import torch
 
 from torchbragg import fused, geometry, physics
 
-# Compiler options per step precision. A float32 step reads the Miller indices several times
-# (index, offset, sign); the compiler's default (store a reused value that reads more than
-# four inputs to memory) would then write every step out instead of keeping it in registers.
-# float64 fuses as it is, and is fastest with the defaults (measured, docs/performance.md).
-INDUCTOR_OPTIONS = {"float64": {}, "float32": {"realize_reads_threshold": 64}}
+
+def inductor_options(variant: fused.Variant) -> dict:
+    """Compiler options for a variant (measured fastest, see docs/performance.md).
+
+    A float32 step with orientations in the vector lanes reads each Miller index several
+    times (index, offset, sign); by default the compiler would store such reused values to
+    memory, step by step. Letting it recompute them keeps the whole step in registers.
+    Every other variant is fastest with the defaults.
+    """
+    if variant.step_dtype == "float32" and not variant.single_sample:
+        return {"realize_reads_threshold": 64, "realize_opcount_threshold": 1000,
+                "realize_acc_reads_threshold": 64}
+    return {}
 
 
 class KernelUnavailable(RuntimeError):
@@ -138,7 +146,7 @@ def _build(variant: fused.Variant, device: torch.device, path: Path) -> None:
     with warnings.catch_warnings():  # the exporter's own deprecation notices
         warnings.simplefilter("ignore")
         program = export(module, fused.example_inputs(variant, device),
-                         dynamic_shapes=fused.dynamic_shapes())
+                         dynamic_shapes=fused.dynamic_shapes(variant))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, scratch = tempfile.mkstemp(suffix=".pt2", dir=path.parent)
     os.close(handle)
@@ -146,7 +154,7 @@ def _build(variant: fused.Variant, device: torch.device, path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             aoti_compile_and_package(program, package_path=scratch,
-                                     inductor_configs=INDUCTOR_OPTIONS[variant.step_dtype])
+                                     inductor_configs=inductor_options(variant))
         os.replace(scratch, path)
     finally:
         if os.path.exists(scratch):

@@ -20,18 +20,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from torchbragg.geometry import dot, norm
 from torchbragg.physics import (
     capture_fraction,
+    kahn_factor,
     lattice_factor,
-    polarization_factor,
+    polarization_axes,
     sincg,
     solid_angle,
 )
 
 # Layout of the ``scalars`` input of :class:`PlainKernel` (float64).
-SCALARS = ("pixel_size_m", "oversample", "close_distance_m", "kahn", "use_polar",
-           "thickstep_m", "mu_per_m", "use_capture", "dmin_m", "i_bg", "scale")
+SCALARS = ("pixel_size_m", "oversample", "close_distance_m", "kahn", "thickstep_m", "mu_per_m",
+           "dmin_m", "i_bg", "scale")
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,21 @@ class Variant:
 
     ``shape`` is the spot shape (square, round, gauss, tophat), ``fudge`` its width factor,
     ``step_dtype`` the precision of the per-step sum (the geometry and Miller indices are
-    always float64) and ``point_pixel`` whether solid angle is 1/airpath^2.
+    always float64), ``point_pixel`` whether solid angle is 1/airpath^2, and whether the
+    image is polarized (not ``-nopolar``), has an absorbing sensor (thickness > 0) and a
+    resolution cut (``-dmin`` > 0). A ``single_sample`` kernel serves images with one sensor
+    layer, sub-pixel and source (the common case), compiled with those sizes fixed so that
+    its loops run over pixels alone.
     """
 
     shape: str
     fudge: float
     step_dtype: str
-    point_pixel: bool
+    point_pixel: bool = False
+    polarized: bool = True
+    absorbing: bool = False
+    dmin: bool = False
+    single_sample: bool = False
 
     def dtype(self) -> torch.dtype:
         """The step precision as a torch dtype."""
@@ -54,8 +62,11 @@ class Variant:
 
     def key(self) -> str:
         """A file-name-safe identifier."""
-        return (f"{self.shape}-fudge{self.fudge!r}-{self.step_dtype}"
-                f"{'-point' if self.point_pixel else ''}")
+        flags = [name for name, on in (("point", self.point_pixel),
+                                       ("nopolar", not self.polarized),
+                                       ("thick", self.absorbing), ("dmin", self.dmin),
+                                       ("single", self.single_sample)) if on]
+        return "-".join([self.shape, f"fudge{self.fudge!r}", self.step_dtype] + flags)
 
 
 class PlainKernel(nn.Module):
@@ -114,33 +125,71 @@ def plain_pixel_values(fast: torch.Tensor, slow: torch.Tensor, sub_fs: torch.Ten
     (P,) photons per pixel and (P,) solid angle of each pixel's first sub-pixel (sr).
     """
     s = dict(zip(SCALARS, scalars.unbind(0), strict=True))
-    fdet, sdet, odet, pix0 = frame.unbind(0)
-    layers = torch.arange(layer_offsets_m.shape[0], dtype=scalars.dtype,
-                          device=scalars.device)[None, :, None]  # (1, T, 1)
-    # sub-pixel centres (P, T, Q, 3), as Detector.sample_positions
+    # Vectors are kept as three tensors of components, so that the compiled loops run
+    # over pixels (vector lanes) rather than over x, y, z.
+    diffracted, airpath = pixel_rays(fast, slow, sub_fs, layer_offsets_m, frame, s)
+    scattering = [(d[..., None] - incident[:, c]) / wavelengths_m
+                  for c, d in enumerate(diffracted)]  # 3 x (P, T, Q, S)
+    per_source = orientation_sum(scattering, lattice_m, n_cells, reciprocal_invA, f_flat,
+                                 f_grid, variant)  # (P, T, Q, S)
+    cut = dmin_cut(scattering, s["dmin_m"]) if variant.dmin else None
+    if cut is not None:
+        per_source = torch.where(cut, 0.0, per_source)
+    total = s["i_bg"] + per_source.sum(dim=(1, 2, 3))
+    # solid angle, polarization and capture multiply the sum once per pixel, with the values
+    # of the first sub-pixel, the first one not cut by -dmin, the last layer's first one
+    omega0 = solid_angle(airpath[:, 0, 0], s["pixel_size_m"], s["close_distance_m"],
+                         variant.point_pixel)
+    factors = s["scale"] * omega0
+    if variant.polarized:
+        b_in, e_in = polarization_axes(polar_vector, incident)  # (S, 3) each
+        if cut is None:  # the first sub-pixel and source
+            first = [d[:, 0, 0] for d in diffracted]
+            factors = factors * kahn_factor(s["kahn"], along(first, incident[0]),
+                                            along(first, b_in[0]), along(first, e_in[0]))
+        else:
+            rays = [d[..., None] for d in diffracted]
+            polar = kahn_factor(s["kahn"], along(rays, incident), along(rays, b_in),
+                                along(rays, e_in))  # (P, T, Q, S)
+            factors = factors * first_uncut(polar, cut)
+    if variant.absorbing:
+        last = torch.full_like(fast, layer_offsets_m.shape[0] - 1)
+        normal = frame[2]
+        parallax = along([d[:, -1, 0] for d in diffracted], normal)
+        factors = factors * capture_fraction(last, s["thickstep_m"], s["mu_per_m"], parallax)
+    return total * factors, omega0
+
+
+def pixel_rays(fast: torch.Tensor, slow: torch.Tensor, sub_fs: torch.Tensor,
+               layer_offsets_m: torch.Tensor, frame: torch.Tensor,
+               s: dict) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Unit vectors (3 x (P, T, Q)) from the sample to every sub-pixel centre, and distances.
+
+    Positions as :meth:`~torchbragg.models.detector.Detector.sample_positions` places them.
+    """
     sub = s["pixel_size_m"] / s["oversample"]
     f_det = sub * (fast[:, None, None] * s["oversample"] + sub_fs[:, 0]) + sub / 2.0
     s_det = sub * (slow[:, None, None] * s["oversample"] + sub_fs[:, 1]) + sub / 2.0
-    pos = (f_det[..., None] * fdet + s_det[..., None] * sdet
-           + layer_offsets_m[None, :, None, None] * odet + pix0)
-    airpath = norm(pos)
-    diffracted = pos / airpath[..., None]
-    omega = solid_angle(airpath, s["pixel_size_m"], s["close_distance_m"], variant.point_pixel)
-    capture = capture_fraction(layers, s["thickstep_m"], s["mu_per_m"], dot(diffracted, odet))
-    d = diffracted[..., None, :]  # (P, T, Q, 1, 3): a source dimension
-    scattering = (d - incident) / wavelengths_m[:, None]  # (P, T, Q, S, 3)
-    stol = 0.5 * norm(scattering)
-    cut = (stol > 0) & (s["dmin_m"] > 0) & (
-        s["dmin_m"] > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol)))
-    polar = polarization_factor(s["kahn"], incident, d, polar_vector)  # (P, T, Q, S)
-    per_source = orientation_sum(scattering, lattice_m, n_cells, reciprocal_invA, f_flat,
-                                 f_grid, variant)
-    total = s["i_bg"] + torch.where(cut, 0.0, per_source).sum(dim=(1, 2, 3))
-    # solid angle, polarization and capture multiply the sum once per pixel
-    omega0 = omega[:, 0, 0]
-    polar0 = torch.where(s["use_polar"] > 0, first_uncut(polar, cut), 1.0)
-    capture0 = torch.where(s["use_capture"] > 0, capture[:, -1, 0], 1.0)
-    return s["scale"] * total * omega0 * polar0 * capture0, omega0
+    depth = layer_offsets_m[None, :, None]
+    pos = [f_det * frame[0, c] + s_det * frame[1, c] + depth * frame[2, c] + frame[3, c]
+           for c in range(3)]
+    airpath = torch.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
+    return [p / airpath for p in pos], airpath
+
+
+def along(components: list[torch.Tensor], axis: torch.Tensor) -> torch.Tensor:
+    """Dot product of a vector given as three component tensors with ``axis`` (..., 3)."""
+    return (components[0] * axis[..., 0] + components[1] * axis[..., 1]
+            + components[2] * axis[..., 2])
+
+
+def dmin_cut(scattering: list[torch.Tensor], dmin_m: torch.Tensor) -> torch.Tensor:
+    """(...) True where scattering vectors (3 x (...)) reach finer than ``dmin_m``.
+
+    The resolution is d = 1 / (2 stol); cut steps neither add nor set the polarization.
+    """
+    stol = 0.5 * torch.sqrt(sum(c * c for c in scattering))
+    return (stol > 0) & (dmin_m > 0.5 / torch.where(stol > 0, stol, torch.ones_like(stol)))
 
 
 def first_uncut(polar: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
@@ -152,10 +201,10 @@ def first_uncut(polar: torch.Tensor, cut: torch.Tensor) -> torch.Tensor:
     return torch.where(ok.any(1), value, torch.zeros_like(value))
 
 
-def orientation_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: torch.Tensor,
+def orientation_sum(scattering: list[torch.Tensor], lattice_m: torch.Tensor, n_cells: torch.Tensor,
                     reciprocal_invA: torch.Tensor, f_flat: torch.Tensor, f_grid: torch.Tensor,
                     variant: Variant) -> torch.Tensor:
-    """(...) sum over orientations of F_cell^2 F_latt^2 for scattering vectors (..., 3).
+    """(...) sum over orientations of F_cell^2 F_latt^2 for scattering vectors (3 x (...)).
 
     ``lattice_m`` is (9, R): components of a, b, c (metres) of every orientation. Miller
     indices are explicit dot products h = s . a, evaluated in float64 as nanoBragg does; each
@@ -163,9 +212,17 @@ def orientation_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: 
     runs in the variant's step precision, where float32 works from the offsets h - h0 (see
     :func:`torchbragg.physics.sincg_reduced`).
     """
-    sx, sy, sz = (scattering[..., i, None] for i in range(3))  # (..., 1)
-    hkl = [sx * lattice_m[3 * v] + sy * lattice_m[3 * v + 1] + sz * lattice_m[3 * v + 2]
-           for v in range(3)]  # 3 x (..., R)
+    # Orientations go last (vector lanes run over orientations, as many as a pixel has
+    # sub-pixels x sources x orientations) or, for single-sample kernels, first (lanes run
+    # over pixels: better when there are fewer orientations than lanes).
+    if variant.single_sample:
+        sx, sy, sz = (component[None] for component in scattering)  # (1, ...)
+        axes = lattice_m.reshape((9, -1) + (1,) * scattering[0].dim())  # (9, R, 1, ...)
+    else:
+        sx, sy, sz = (component[..., None] for component in scattering)  # (..., 1)
+        axes = lattice_m
+    hkl = [sx * axes[3 * v] + sy * axes[3 * v + 1] + sz * axes[3 * v + 2]
+           for v in range(3)]  # 3 x (..., R) or 3 x (R, ...)
     hkl0 = [torch.ceil(h - 0.5) for h in hkl]
     whole = [h0.to(torch.int32) for h0 in hkl0]  # read once each: index and sign
     f_cell = nearest_f(whole, f_flat, f_grid)
@@ -180,7 +237,7 @@ def orientation_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: 
         f_latt = lattice_factor(None, None, variant.shape, n_cells, reciprocal_invA,
                                 variant.fudge, dhkl)
     amplitude = f_cell * f_latt
-    return (amplitude * amplitude).sum(-1).to(torch.float64)
+    return (amplitude * amplitude).sum(0 if variant.single_sample else -1).to(torch.float64)
 
 
 def nearest_f(whole: list[torch.Tensor], f_flat: torch.Tensor,
@@ -223,30 +280,41 @@ def example_inputs(variant: Variant,
                    device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
     """Inputs of the right kinds to trace the kernel with.
 
-    Every dimension is at least 2 (so none is specialised away) and the sizes are those of a
-    real chunk: the compiler sizes its threading and vector loops from these hints.
+    Every dynamic dimension is at least 2 (so none is specialised away) and the sizes are
+    those of a real chunk: the compiler sizes its threading and vector loops from these
+    hints. A ``single_sample`` variant has one layer, sub-pixel and source, fixed.
     """
     f64 = dict(dtype=torch.float64, device=device)
     pixels, orientations = 8192, 32
+    n = 1 if variant.single_sample else 2  # layers, sources; sub-pixels n^2
     frame = torch.tensor([[0, 0, 1], [0, -1, 0], [1, 0, 0], [0.1, 0.01, -0.01]], **f64)
     lattice = torch.eye(3, **f64).reshape(9, 1).repeat(1, orientations) * 5e-9
-    scalars = torch.tensor([1e-4, 2, 0.1, 0.0, 1, 0.0, 0.0, 0, 0.0, 0.0, 1.0], **f64)
+    scalars = torch.tensor([1e-4, 2, 0.1, 0.0, 1e-5, 1e4, 1e-10, 0.0, 1.0], **f64)
     index = torch.arange(pixels, **f64)
-    return (index % 64, index // 64, torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]], **f64),
-            torch.zeros(2, **f64), frame, torch.tensor([[1.0, 0, 0], [1.0, 0.001, 0]], **f64),
-            torch.full((2,), 1e-10, **f64), lattice, torch.full((3,), 5.0, **f64),
+    sub_fs = torch.tensor([[0, 0], [1, 0], [0, 1], [1, 1]], **f64)[:n * n]
+    incident = torch.tensor([[1.0, 0, 0], [1.0, 0.001, 0]], **f64)[:n]
+    return (index % 64, index // 64, sub_fs, torch.zeros(n, **f64), frame, incident,
+            torch.full((n,), 1e-10, **f64), lattice, torch.full((3,), 5.0, **f64),
             torch.eye(3, **f64) / 50, torch.ones(27, dtype=variant.dtype(), device=device),
             torch.tensor([[-1.0, -1, -1], [3, 3, 3]], **f64),
             torch.tensor([0.0, 0, 1], **f64), scalars)
 
 
-def dynamic_shapes() -> tuple:
-    """Which input dimensions vary between calls (all the sizes), for torch.export."""
+def dynamic_shapes(variant: Variant) -> tuple:
+    """Which input dimensions vary between calls (all the sizes), for torch.export.
+
+    A ``single_sample`` variant has one layer, sub-pixel and source: those stay fixed.
+    """
     from torch.export import Dim
 
     p, q, t, s, r, m = (Dim(name, min=1) for name in ("pixels", "subpixels", "layers",
                                                       "sources", "orientations", "grid"))
-    return ({0: p}, {0: p}, {0: q}, {0: t}, None, {0: s}, {0: s}, {1: r}, None, None,
+    if variant.single_sample:
+        q = t = s = None
+    def dims(dim):
+        return None if dim is None else {0: dim}
+
+    return ({0: p}, {0: p}, dims(q), dims(t), None, dims(s), dims(s), {1: r}, None, None,
             {0: m}, None, None, None)
 
 
@@ -264,9 +332,8 @@ def inputs_from(renderer, ctx, fast: torch.Tensor, slow: torch.Tensor) -> tuple:
     f_grid = torch.stack((origin, torch.tensor(padded.shape, **f64)))
     values = dict(pixel_size_m=det.pixel_size_m, oversample=o,
                   close_distance_m=ctx.frame.close_distance, kahn=beam.polarization,
-                  use_polar=0.0 if beam.nopolar else 1.0, thickstep_m=cfg.thickstep_m,
-                  mu_per_m=cfg.mu_per_m, use_capture=0.0 if cfg.thickness_m == 0.0 else 1.0,
-                  dmin_m=sampling.dmin_m, i_bg=ctx.i_bg, scale=ctx.scale)
+                  thickstep_m=cfg.thickstep_m, mu_per_m=cfg.mu_per_m, dmin_m=sampling.dmin_m,
+                  i_bg=ctx.i_bg, scale=ctx.scale)
     scalars = torch.stack([torch.as_tensor(values[name], **f64).reshape(()) for name in SCALARS])
     orient = ctx.orient
     lattice = orient.lattice_m.reshape(-1, 9).T.contiguous()
@@ -278,7 +345,12 @@ def inputs_from(renderer, ctx, fast: torch.Tensor, slow: torch.Tensor) -> tuple:
 
 def variant_of(renderer) -> Variant:
     """The compiled-kernel variant a renderer needs."""
+    det = renderer.detector.config
     return Variant(shape=renderer.crystal.shape, fudge=float(renderer.crystal.fudge),
                    step_dtype="float32" if renderer.compute_dtype == torch.float32
-                   else "float64", point_pixel=bool(renderer.detector.config.point_pixel))
+                   else "float64", point_pixel=bool(det.point_pixel),
+                   polarized=not renderer.beam.nopolar, absorbing=det.thickness_m != 0.0,
+                   dmin=renderer.sampling.dmin_m > 0,
+                   single_sample=(det.thicksteps == 1 and renderer.sampling.oversample == 1
+                                  and len(renderer.beam.wavelengths_m) == 1))
 

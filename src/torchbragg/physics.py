@@ -151,11 +151,30 @@ def polarization_factor(kahn: float | torch.Tensor, incident: torch.Tensor,
         (3,) polarization direction; psi is the azimuth of the diffracted ray about the
         incident beam, measured from the E vector's component normal to the beam.
     """
-    cos2t = dot(incident, diffracted)
-    cos2t_sqr = cos2t * cos2t
+    b_in, e_in = polarization_axes(e_vector, incident)
+    return kahn_factor(kahn, dot(incident, diffracted), dot(diffracted, b_in),
+                       dot(diffracted, e_in))
+
+
+def polarization_axes(e_vector: torch.Tensor,
+                      incident: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit vectors B = E x incident and E' = incident x B, (..., 3) each.
+
+    They span the plane normal to the incident beam, E' along the E vector's projection.
+    """
     b_in = unitize(cross(e_vector.expand_as(incident), incident))
-    e_in = unitize(cross(incident, b_in))
-    psi = -torch.atan2(dot(diffracted, b_in), dot(diffracted, e_in))
+    return b_in, unitize(cross(incident, b_in))
+
+
+def kahn_factor(kahn: float | torch.Tensor, cos2t: torch.Tensor, along_b: torch.Tensor,
+                along_e: torch.Tensor) -> torch.Tensor:
+    """Kahn's polarization factor from cos 2theta and the diffracted ray's components.
+
+    ``along_b`` and ``along_e`` are the diffracted unit vector's components along the axes of
+    :func:`polarization_axes`; their azimuth is -psi. Shapes broadcast.
+    """
+    cos2t_sqr = cos2t * cos2t
+    psi = -torch.atan2(along_b, along_e)
     return 0.5 * (1.0 + cos2t_sqr - kahn * torch.cos(2 * psi) * (1.0 - cos2t_sqr))
 
 

@@ -139,11 +139,20 @@ def _as_c_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def _sequential_sum(values: np.ndarray) -> float:
-    """Sum float64 values one after another from the first, as a C loop does."""
-    if values.size == 0:
-        return 0.0
-    return float(np.add.accumulate(values)[-1])
+def _sequential_sum(values: np.ndarray, block: int = 1 << 16) -> float:
+    """Sum float64 values one after another from the first, as a C loop does.
+
+    Runs in blocks that stay in cache, each started from the running total, so the
+    additions are exactly the C loop's.
+    """
+    total = 0.0
+    buffer = np.empty(block + 1, dtype=np.float64)
+    for start in range(0, values.size, block):
+        chunk = values[start:start + block]
+        buffer[0] = total
+        buffer[1:chunk.size + 1] = chunk
+        total = float(np.add.accumulate(buffer[:chunk.size + 1])[-1])
+    return total
 
 
 def image_statistics(
@@ -168,22 +177,27 @@ def image_statistics(
     pixels = _as_c_float(float_image)
     inside = roi_mask(pixels.shape, roi)
     rendered = inside if mask is None else inside & (np.asarray(mask) != 0)
-    values = pixels[rendered]
+    values = _selected(pixels, rendered)
 
     # Sums run in double in rendering order; C squares the float pixel in float precision.
-    total = _sequential_sum(values.astype(np.float64))
-    total_sqr = _sequential_sum((values * values).astype(np.float64))
+    total = _sequential_sum(values)
+    total_sqr = _sequential_sum(values * values)
     count = max(int(values.size), 1)
     mean = total / count
     count = max(count, 2)
     rms = math.sqrt(total_sqr / (count - 1))
 
-    deviations = pixels[inside].astype(np.float64) - mean
+    deviations = _selected(pixels, inside).astype(np.float64) - mean
     count_roi = max(int(deviations.size), 2)
     rmsd = math.sqrt(_sequential_sum(deviations * deviations) / (count_roi - 1))
 
     max_I, max_pixel = _first_maximum(values, rendered)
     return ImageStatistics(max_I=max_I, max_pixel=max_pixel, mean=mean, rms=rms, rmsd=rmsd)
+
+
+def _selected(pixels: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Pixels where ``chosen`` is True, in raster order (no copy when all are)."""
+    return pixels.reshape(-1) if chosen.all() else pixels[chosen]
 
 
 def _first_maximum(
@@ -240,10 +254,13 @@ def _c_cast_to_unsigned(values: np.ndarray, bits: int) -> np.ndarray:
     The conversion truncates toward zero into a 32-bit int (NaN and out-of-range values give
     INT_MIN), then keeps the low ``bits`` bits, so -1.5 becomes 255 for 8 bits.
     """
+    dtype = np.uint8 if bits == 8 else np.uint16
+    if np.all((values >= 0.0) & (values < 2.0**bits)):  # in range: plain truncation
+        return values.astype(dtype)
     limit = 2.0**31
     valid = np.isfinite(values) & (values > -limit - 1.0) & (values < limit)
     whole = np.where(valid, np.trunc(np.where(valid, values, 0.0)), -limit).astype(np.int64)
-    return (whole & ((1 << bits) - 1)).astype(np.uint8 if bits == 8 else np.uint16)
+    return (whole & ((1 << bits) - 1)).astype(dtype)
 
 
 def int_image(
