@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_vs_c import PILATUS
+from torchbragg.bench import PILATUS
 
 HERE = Path(__file__).resolve().parent
 RUNS = [

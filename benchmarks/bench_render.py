@@ -1,10 +1,11 @@
 """Time the renderer alone (no process start-up, no file output) on a device and dtype.
 
 usage: python benchmarks/bench_render.py [--case NAME] [--device cpu|cuda] [--dtype float64|float32]
-       [--compile] [--repeat N] [--inputs DIR]
+       [--kernel auto|fused|reference] [--repeat N] [--inputs DIR]
 
-Cases are those of bench_vs_c.py. Reports the best wall time of ``Simulator.render()`` over the
-repeats (after one warm-up run), evaluations per second, and peak device memory on CUDA.
+Cases are those of ``torchbragg-bench`` (torchbragg.bench.CASES). Reports the best wall time
+of ``Simulator.render()`` over the repeats (after one warm-up run), evaluations per second,
+and peak device memory on CUDA.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import time
 from pathlib import Path
 
 import torch
-from bench_vs_c import CASES
 
+from torchbragg.bench import CASES
 from torchbragg.cli.parse import parse_args
 from torchbragg.precedence import apply_smv_headers, resolve
 from torchbragg.simulator import Simulator
@@ -29,13 +30,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def build(case: str, inputs: Path, device: str, dtype: torch.dtype,
-          compile: bool) -> Simulator:
+          kernel: str = "auto") -> Simulator:
     """A simulator for one benchmark case (run from a folder with inputs/ linked)."""
     os.chdir(inputs.parent)
     parsed = parse_args(shlex.split(CASES[case]), read_headers=apply_smv_headers)
     with contextlib.redirect_stdout(io.StringIO()):
         plan = resolve(parsed.state)
-    return Simulator(plan.config, dtype=dtype, device=device, compile=compile)
+    return Simulator(plan.config, dtype=dtype, device=device, kernel=kernel)
 
 
 def time_render(sim: Simulator, repeat: int, device: str, budget_mb: float | None) -> float:
@@ -56,10 +57,10 @@ def time_render(sim: Simulator, repeat: int, device: str, budget_mb: float | Non
 def main() -> int:
     """Parse arguments, time, print one line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", default="pilatus_full_2463x2527", choices=list(CASES))
+    ap.add_argument("--case", default="pilatus_2463x2527", choices=list(CASES))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--kernel", default="auto", choices=("auto", "fused", "reference"))
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--memory-budget-mb", type=float, default=None)
     ap.add_argument("--inputs", default=str(HERE.parent / "tests/data/golden/inputs"))
@@ -68,7 +69,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as td:
         link = Path(td) / "inputs"
         link.symlink_to(inputs)
-        sim = build(a.case, link, a.device, getattr(torch, a.dtype), a.compile)
+        sim = build(a.case, link, a.device, getattr(torch, a.dtype), a.kernel)
         evals = int(sim.rendered.sum()) * sim.config.steps * sim.config.detector.thicksteps
         if a.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -76,7 +77,7 @@ def main() -> int:
     peak = (f" peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
             if a.device.startswith("cuda") else "")
     budget = f" budget {a.memory_budget_mb:g} MiB" if a.memory_budget_mb else ""
-    print(f"{a.case} {a.device} {a.dtype}{' compiled' if a.compile else ''}{budget}: "
+    print(f"{a.case} {a.device} {a.dtype}{' ' + a.kernel}{budget}: "
           f"{seconds:.3f} s, {evals / seconds / 1e6:.1f} M evaluations/s{peak}")
     return 0
 
