@@ -159,3 +159,14 @@ def test_auto_builds_only_for_large_images(tmp_path, monkeypatch):
     _simulator(HEAVYISH, "auto", say=notes.append)()
     assert notes == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_build_removes_packages_of_older_kernel_sources(tmp_path):
+    new = tmp_path / "plain-square-fudge1.0-float64-cpu-AVX2-0123456789abcdef.pt2"
+    older = tmp_path / "plain-square-fudge1.0-float64-cpu-AVX2-fedcba9876543210.pt2"
+    other_variant = tmp_path / "plain-square-fudge1.0-float64-single-cpu-AVX2-fedcba98.pt2"
+    other_machine = tmp_path / "plain-square-fudge1.0-float64-cpu-AVX512-fedcba98.pt2"
+    for path in (new, older, other_variant, other_machine):
+        path.write_bytes(b"")
+    aot._remove_stale(new)
+    assert sorted(tmp_path.iterdir()) == sorted([new, other_variant, other_machine])

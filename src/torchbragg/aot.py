@@ -17,6 +17,7 @@ cache folder retries.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -156,9 +157,19 @@ def _build(variant: fused.Variant, device: torch.device, path: Path) -> None:
             aoti_compile_and_package(program, package_path=scratch,
                                      inductor_configs=inductor_options(variant))
         os.replace(scratch, path)
+        _remove_stale(path)
     finally:
         if os.path.exists(scratch):
             os.unlink(scratch)
+
+
+def _remove_stale(path: Path) -> None:
+    """Delete packages of the same variant and machine built from other kernel sources."""
+    stem = path.stem.rsplit("-", 1)[0]
+    for old in path.parent.glob(stem + "-*.pt2"):
+        if old != path and old.stem.rsplit("-", 1)[0] == stem:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
 
 def stderr_line(line: str) -> None:
