@@ -13,7 +13,8 @@ For each case it reports
 * ``render``: ``Simulator.render()`` alone in this process (best of the repeats, after a
   warm-up) and the pixel-steps per second that makes (pixels x sources x orientations x
   sub-pixels x layers per second);
-* ``peak``: peak resident memory of the torchbragg process (and the C program's).
+* ``peak``: peak resident memory of the torchbragg process (and the C program's);
+* once, the start-up yardsticks: ``python -c "import torch"`` and ``torchbragg --help``.
 
 The C program has no separate render time: its start-up is milliseconds, so its wall time
 stands for both. Ratios are C time / torchbragg time (above 1: torchbragg is faster).
@@ -105,8 +106,8 @@ def render_only(args: str, folder: Path, repeat: int, dtype: str,
     return best, int(sim.rendered.sum()) * plan.config.steps * layers
 
 
-def bench_case(name: str, a: argparse.Namespace, folder: Path) -> dict:
-    """All the figures of one case."""
+def time_processes(name: str, a: argparse.Namespace, folder: Path) -> dict:
+    """Whole-process figures of one case (torchbragg and, if given, the C program)."""
     args = CASES[name]
     tb = [sys.executable, "-m", "torchbragg", *shlex.split(args), *OUTPUTS,
           "--dtype", a.dtype, "--device", a.device]
@@ -125,15 +126,29 @@ def bench_case(name: str, a: argparse.Namespace, folder: Path) -> dict:
             wall, peak = run_process([a.c_binary, *shlex.split(args), *OUTPUTS], folder)
             c_walls.append(wall)
             c_peaks.append(peak)
-    render_s, pixel_steps = render_only(args, folder, a.repeat, a.dtype, a.device)
-    result.update(wall_s=statistics.median(walls), peak_mib=max(peaks), render_s=render_s,
-                  pixel_steps=pixel_steps, pixel_steps_per_s=pixel_steps / render_s)
+    result.update(wall_s=statistics.median(walls), peak_mib=max(peaks))
     if c_walls:
-        c_wall = statistics.median(c_walls)
-        result.update(c_wall_s=c_wall, c_peak_mib=max(c_peaks), c_pixel_steps_per_s=(
-            pixel_steps / c_wall), wall_ratio=c_wall / result["wall_s"],
-            render_ratio=c_wall / render_s)
+        result.update(c_wall_s=statistics.median(c_walls), c_peak_mib=max(c_peaks),
+                      wall_ratio=statistics.median(c_walls) / result["wall_s"])
     return result
+
+
+def add_render_figures(result: dict, a: argparse.Namespace, folder: Path) -> None:
+    """Render-only time and throughput of a case, and the C ratios they give."""
+    render_s, pixel_steps = render_only(result["args"], folder, a.repeat, a.dtype, a.device)
+    result.update(render_s=render_s, pixel_steps=pixel_steps,
+                  pixel_steps_per_s=pixel_steps / render_s)
+    if "c_wall_s" in result:
+        result.update(c_pixel_steps_per_s=pixel_steps / result["c_wall_s"],
+                      render_ratio=result["c_wall_s"] / render_s)
+
+
+def time_start_up(a: argparse.Namespace, folder: Path) -> dict:
+    """Medians of ``python -c "import torch"`` and ``torchbragg --help``, whole process."""
+    runs = {"import_torch_s": [sys.executable, "-c", "import torch"],
+            "help_s": [sys.executable, "-m", "torchbragg", "--help"]}
+    return {key: statistics.median(run_process(cmd, folder)[0] for _ in range(a.repeat))
+            for key, cmd in runs.items()}
 
 
 def format_line(r: dict) -> str:
@@ -185,15 +200,21 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_cli(argv)
     if a.c_binary:
         a.c_binary = str(Path(a.c_binary).resolve())
-    results = []
+    # every process is timed before this process imports torch: a child forked from a
+    # process holding torch would count its pages in its own peak memory
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         (folder / "inputs").symlink_to(a.inputs, target_is_directory=True)
-        for name in a.cases:
-            results.append(bench_case(name, a, folder))
-            print(format_line(results[-1]), flush=True)
+        start_up = time_start_up(a, folder)
+        print(f"start-up: python -c 'import torch' {start_up['import_torch_s']:.2f} s, "
+              f"torchbragg --help {start_up['help_s']:.2f} s", flush=True)
+        results = [time_processes(name, a, folder) for name in a.cases]
+        for result in results:
+            add_render_figures(result, a, folder)
+            print(format_line(result), flush=True)
     if a.json:
-        Path(a.json).write_text(json.dumps(results, indent=1) + "\n")
+        Path(a.json).write_text(json.dumps({"start_up": start_up, "cases": results},
+                                           indent=1) + "\n")
     return 0
 
 
