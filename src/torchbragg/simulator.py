@@ -62,10 +62,11 @@ class Simulator(nn.Module):
     PyTorch path (:mod:`torchbragg.render`), which autograd differentiates; ``"fused"`` is
     the compiled kernel (:mod:`torchbragg.fused`, built once per machine and cached, see
     :mod:`torchbragg.aot`), which covers the plain path (no ``-oversample_*`` recurrence, no
-    interpolation, flat detector) without gradients; ``"auto"`` takes the fused kernel when
-    it covers the image, no parameter requires a gradient, and the kernel is cached or the
-    image is large enough to pay for building it. ``say(line)`` receives the one-line notes
-    about building or falling back (default: stderr).
+    interpolation, flat detector) without gradients; ``"auto"`` takes the fused kernel on the
+    CPU when it covers the image, no parameter requires a gradient, and the kernel is cached
+    or the image is large enough to pay for building it (on CUDA the kernel has not yet been
+    run against the reference path, so there it is used only when asked for). ``say(line)``
+    receives the one-line notes about building or falling back (default: stderr).
     """
 
     def __init__(self, config: SimulationConfig, dtype: torch.dtype = torch.float64,
@@ -171,6 +172,8 @@ class Simulator(nn.Module):
                 self.say(f"torchbragg: the fused kernel does not cover {why_not}; "
                          "rendering with the reference path")
             return None
+        if self.kernel == "auto" and self.rendered.device.type != "cpu":
+            return None  # the CUDA build has not been checked against the reference yet
         build = self.kernel == "fused" or pixel_steps >= AUTO_BUILD_PIXEL_STEPS
         try:
             return aot.plain_kernel(fused.variant_of(renderer), self.rendered.device,
