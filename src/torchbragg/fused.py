@@ -1,15 +1,16 @@
 """The fused form of the plain pixel sum, written to be compiled into one loop nest.
 
 This is the same physics as :class:`torchbragg.render.Renderer` on its plain path (no
-``-oversample_*`` recurrence, no interpolation, no observer), rearranged so that a compiler
-(AOTInductor, see :mod:`torchbragg.aot`) can evaluate every step without materialising step
-tensors: pixel geometry, Miller indices as explicit dot products, nearest structure factor,
-lattice factor and the sum over orientations all sit in one expression of broadcast tensors
-(pixel P, layer T, sub-pixel Q, source S, orientation R), reduced over R, then T, Q, S.
+``-oversample_*`` recurrence, no interpolation, no observer, flat detector), rearranged so
+that a compiler (AOTInductor, see :mod:`torchbragg.aot`) can evaluate every step without
+materialising step tensors: pixel geometry, Miller indices as explicit dot products,
+nearest structure factor, lattice factor and the sum over orientations all sit in one
+expression of broadcast tensors (pixel P, layer T, sub-pixel Q, source S, orientation R),
+reduced over R, then T, Q, S.
 
 Everything that changes between images (detector placement, sources, orientations, structure
 factors, sizes of every dimension) is a tensor input, so one compiled kernel serves every image
-of a *variant*: spot shape, step precision and whether the detector is a point-pixel one.
+of a :class:`Variant` (spot shape, step precision, and which once-per-pixel factors apply).
 """
 
 from __future__ import annotations
