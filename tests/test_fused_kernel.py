@@ -3,7 +3,7 @@
 Every golden case is rendered with ``--kernel fused`` and held to the C program's float image
 (max_rel 1e-5 in float64, 1e-3 with ``--dtype float32``). Cases whose features the kernel
 does not cover must say so on stderr and still match through the reference path. Building a
-kernel variant takes 15-40 s once per machine (then it is cached), so the default run covers
+kernel variant takes 15 s to 2 min once per machine (then it is cached), so the default run covers
 the four common variants (square spots, one or several samples per pixel, float64 and
 float32); the cases needing other variants run with ``-m slow``.
 """

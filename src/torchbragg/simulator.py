@@ -21,7 +21,7 @@ from torchbragg.render import (
 )
 
 # With kernel="auto", an image of at least this many pixel-steps builds the fused kernel when
-# it is not cached yet (a one-time compilation of 15-40 s); a cached kernel is always used.
+# it is not cached yet (a one-time compilation of 15 s to 2 min); a cached kernel is always used.
 AUTO_BUILD_PIXEL_STEPS = 20_000_000
 # Working memory of the fused kernel per (pixel, layer, sub-pixel, source): the geometry it
 # keeps in memory; the steps themselves stay in registers.
