@@ -59,3 +59,9 @@ def test_noise_uses_the_compiled_generators(tmp_path):
     args = ("-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 "
             "-detpixels 16 -noisefile n.img -seed 5 -noprogress --kernel reference").split()
     assert _imports(args, tmp_path)["numba"] is True
+
+
+def test_compile_with_another_kernel_is_a_usage_error(tmp_path):
+    args = ["-default_F", "1", "-cell", "1", "1", "1", "90", "90", "90", "--compile",
+            "--kernel", "reference"]
+    assert _imports(args, tmp_path) == {"status": 2, "torch": False, "numba": False}

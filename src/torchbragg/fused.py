@@ -338,12 +338,12 @@ def dynamic_shapes(variant: Variant) -> tuple:
             {0: m}, None, None, None)
 
 
-def inputs_from(renderer, ctx, fast: torch.Tensor, slow: torch.Tensor) -> tuple:
-    """The kernel inputs for pixels ``fast``, ``slow`` (P,) of a renderer's image."""
+def image_inputs(renderer, ctx) -> tuple:
+    """The kernel inputs shared by every chunk of a renderer's image (all but the pixels)."""
     det, beam, sf = renderer.detector, renderer.beam, renderer.sf
     cfg, sampling = det.config, renderer.sampling
     o = sampling.oversample
-    f64 = dict(dtype=torch.float64, device=fast.device)
+    f64 = dict(dtype=torch.float64, device=ctx.layers.device)
     idx = torch.arange(o, **f64)
     sub_fs = torch.stack((idx[None, :].expand(o, o).reshape(-1),
                           idx[:, None].expand(o, o).reshape(-1)), -1)
@@ -358,9 +358,13 @@ def inputs_from(renderer, ctx, fast: torch.Tensor, slow: torch.Tensor) -> tuple:
     orient = ctx.orient
     lattice = orient.lattice_m.reshape(-1, 9).T.contiguous()
     f_flat = padded.reshape(-1).to(renderer.compute_dtype)
-    return (fast.to(torch.float64), slow.to(torch.float64), sub_fs, ctx.layer_offsets, frame,
-            ctx.incident, ctx.wavelengths, lattice, orient.n_cells, orient.reciprocal_invA,
-            f_flat, f_grid, beam.polar_vector, scalars)
+    return (sub_fs, ctx.layer_offsets, frame, ctx.incident, ctx.wavelengths, lattice,
+            orient.n_cells, orient.reciprocal_invA, f_flat, f_grid, beam.polar_vector, scalars)
+
+
+def chunk_inputs(shared: tuple, fast: torch.Tensor, slow: torch.Tensor) -> tuple:
+    """The kernel inputs for pixels ``fast``, ``slow`` (P,), given :func:`image_inputs`."""
+    return (fast.to(torch.float64), slow.to(torch.float64)) + shared
 
 
 def variant_of(renderer) -> Variant:

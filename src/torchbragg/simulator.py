@@ -113,54 +113,51 @@ class Simulator(nn.Module):
         dtype = self.detector.pixel_size_m.dtype
         values = torch.zeros(n_pix, dtype=dtype, device=self.rendered.device)
         if compiled is not None:
-            omega = self._render_fused(compiled, renderer, ctx, fast, slow, values, budget,
-                                       progress)
+            per_chunk, render_chunk = self._fused_chunks(compiled, renderer, ctx, fast, slow,
+                                                         budget)
         else:
-            omega = self._render_reference(renderer, ctx, fast, slow, values, budget,
-                                           progress)
+            per_chunk, render_chunk = self._reference_chunks(renderer, ctx, fast, slow, budget)
+        omega = ctx.i_bg * 0
+        for start in range(0, n_pix, per_chunk):
+            sl = slice(start, start + per_chunk)
+            values[sl], chunk_omega = render_chunk(sl)
+            omega = omega + chunk_omega
+            if progress is not None:
+                progress(min(start + per_chunk, n_pix), n_pix)
         image = torch.zeros(self.rendered.shape, dtype=dtype, device=self.rendered.device)
         image = image.index_put((slow, fast), values)
         return RenderOutput(image=image, rendered=self.rendered, omega_sum=omega,
                             interpolation=renderer.interp)
 
-    def _render_reference(self, renderer: Renderer, ctx, fast: torch.Tensor,
-                          slow: torch.Tensor, values: torch.Tensor, budget: int,
-                          progress) -> torch.Tensor:
-        """Fill ``values`` (P,) chunk by chunk on the reference path; return the omega sum."""
-        n_pix = len(values)
-        plan = plan_chunks(n_pix, renderer.groups_per_pixel(ctx), ctx.orient.lattice_m.shape[0],
-                           renderer.bytes_per_eval(), budget)
-        per_chunk = plan.pixels
-        omega = ctx.i_bg * 0
-        for start in range(0, n_pix, per_chunk):
-            sl = slice(start, start + per_chunk)
+    def _reference_chunks(self, renderer: Renderer, ctx, fast: torch.Tensor,
+                          slow: torch.Tensor, budget: int):
+        """Pixels per chunk, and chunk -> (values, omega sum) on the reference path."""
+        plan = plan_chunks(len(fast), renderer.groups_per_pixel(ctx),
+                           ctx.orient.lattice_m.shape[0], renderer.bytes_per_eval(), budget)
+
+        def render_chunk(sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
             if plan.groups is None:
                 out = renderer.render_pixels(ctx, fast[sl], slow[sl])
             else:
                 out = renderer.render_pixel_split(ctx, fast[sl], slow[sl], plan.groups,
                                                   plan.orientations)
-            values[sl] = out.values
-            omega = omega + out.omega_sum
-            if progress is not None:
-                progress(min(start + per_chunk, n_pix), n_pix)
-        return omega
+            return out.values, out.omega_sum
 
-    def _render_fused(self, compiled: aot.CompiledKernel, renderer: Renderer, ctx,
-                      fast: torch.Tensor, slow: torch.Tensor, values: torch.Tensor,
-                      budget: int, progress) -> torch.Tensor:
-        """Fill ``values`` (P,) with the compiled kernel; return the omega sum."""
-        n_pix = len(values)
-        per_chunk = max(1, budget // (renderer.groups_per_pixel(ctx) * FUSED_BYTES_PER_GROUP))
-        omega = ctx.i_bg * 0
-        for start in range(0, n_pix, per_chunk):
-            sl = slice(start, start + per_chunk)
-            chunk, omega0 = compiled(*fused.inputs_from(renderer, ctx, fast[sl], slow[sl]))
-            values[sl] = chunk
-            # one solid angle per pixel, counted for every layer and sub-pixel (nanoBragg)
-            omega = omega + omega0.sum() * (len(ctx.layers) * renderer.sampling.oversample ** 2)
-            if progress is not None:
-                progress(min(start + per_chunk, n_pix), n_pix)
-        return omega
+        return plan.pixels, render_chunk
+
+    def _fused_chunks(self, compiled: aot.CompiledKernel, renderer: Renderer, ctx,
+                      fast: torch.Tensor, slow: torch.Tensor, budget: int):
+        """Pixels per chunk, and chunk -> (values, omega sum) with the compiled kernel."""
+        groups = renderer.groups_per_pixel(ctx)
+        shared = fused.image_inputs(renderer, ctx)
+        # one solid angle per pixel, counted for every layer and sub-pixel (nanoBragg)
+        samples = len(ctx.layers) * renderer.sampling.oversample ** 2
+
+        def render_chunk(sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            values, omega0 = compiled(*fused.chunk_inputs(shared, fast[sl], slow[sl]))
+            return values, omega0.sum() * samples
+
+        return max(1, budget // (groups * FUSED_BYTES_PER_GROUP)), render_chunk
 
     def fused_kernel(self, renderer: Renderer, pixel_steps: int) -> aot.CompiledKernel | None:
         """The compiled kernel to render with, or None for the reference path."""

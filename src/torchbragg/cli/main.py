@@ -28,12 +28,18 @@ def _read_headers(st) -> list[str]:
 
 
 def check_extensions(ext: dict) -> None:
-    """Check the values of ``--dtype`` and ``--kernel`` (``--compile`` is ``--kernel fused``)."""
+    """Check ``--dtype`` and ``--kernel``, and settle ``ext["kernel"]``.
+
+    ``--compile`` is ``--kernel fused``; with another ``--kernel`` it is an error.
+    """
     if ext.get("dtype", "float64") not in ("float64", "float32"):
         raise UsageError(f"--dtype must be float64 or float32, got {ext['dtype']}")
-    kernel = ext.get("kernel", "auto")
+    kernel = ext.get("kernel", "fused" if ext.get("compile") else "auto")
     if kernel not in KERNELS:
         raise UsageError(f"--kernel must be one of {', '.join(KERNELS)}, got {kernel}")
+    if ext.get("compile") and kernel != "fused":
+        raise UsageError(f"--compile asks for --kernel fused, but --kernel {kernel} was given")
+    ext["kernel"] = kernel
 
 
 def run(argv: list[str]) -> int:

@@ -127,9 +127,12 @@ def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> Ren
 
 
 def simulate(st: CState, ext: dict) -> int:
-    """Resolve, render and write one simulation; raise on bad input (see ``main``)."""
+    """Resolve, render and write one simulation; raise on bad input (see ``main``).
+
+    ``ext`` holds torchbragg's own options as :func:`torchbragg.cli.main.check_extensions`
+    leaves them.
+    """
     dtype, device, budget = extension_settings(ext)
-    kernel = ext.get("kernel", "fused" if ext.get("compile") else "auto")
     check_outputs_writable(st)
     plan = resolve(st)
     for line in plan.messages:
@@ -143,7 +146,7 @@ def simulate(st: CState, ext: dict) -> int:
         for line in noise_lines(st.seed, config.sampling.water_size_m):
             _say(line)
     _check_trace_pixel(st, config)
-    sim = Simulator(config, dtype=dtype, device=device, kernel=kernel)
+    sim = Simulator(config, dtype=dtype, device=device, kernel=ext["kernel"])
     out = _render(sim, st, plan, budget)
     # the C program's second warning line has no newline: the blank line ends it
     warning = interpolation_warning(out.interpolation)
