@@ -238,8 +238,8 @@ def test_no_nan_gradients_anywhere_including_the_on_beam_pixel(extra, monkeypatc
 
 
 def test_float32_gradient_in_cell_count_matches_float64(tmp_path, monkeypatch):
-    # lambda 1 A reaches reflections with h0 != 0, where the reduced float32 phase must keep
-    # the derivative of the unreduced sin(N pi h)
+    # lambda 1 A reaches reflections with h0 != 0, where float32 and float64 (both working
+    # from the reduced phase) must agree on the derivative in N
     monkeypatch.chdir(tmp_path)
     args = ("-cell 70 80 90 75 85 95 -default_F 10 -lambda 1 -N 5 -distance 100 -pixel 0.1 "
             "-detpixels 48 -oversample 1").split()

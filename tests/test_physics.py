@@ -94,8 +94,8 @@ def test_sinc3_closed_form():
 
 @pytest.mark.parametrize("x", [3e-2, 1e-2, 3e-3, 1e-3])
 def test_sinc3_matches_series_near_zero(x):
-    # 3 (sin x - x cos x) / x^3 = 1 - x^2/10 + x^4/280 - ...; the direct formula loses digits
-    # to cancellation (as the C program's does), so compare to ~1e-9
+    # 3 (sin x - x cos x) / x^3 = 1 - x^2/10 + x^4/280 - ... (the closed form, nanoBragg's,
+    # loses digits to cancellation here; sinc3 takes its series)
     series = 1.0 - x * x / 10.0 + x**4 / 280.0
     assert abs(sinc3(t(x)).item() - series) < 1e-9
     assert abs(sinc3(t(x)).item() - (1.0 - x * x / 10.0)) < x**4 / 280.0 + 1e-9
@@ -123,19 +123,34 @@ RECIP = torch.diag(t([0.01, 0.0125, 0.02]))
 
 
 def test_square_lattice_factor_is_product_of_sincg():
+    # for whole N the reduced form is the unreduced product, to rounding
     g = torch.Generator().manual_seed(4)
     hkl = torch.rand(10, 3, dtype=F64, generator=g) * 6 - 3
     expected = (sincg(math.pi * hkl[:, 0], t(5.0)) * sincg(math.pi * hkl[:, 1], t(6.0))
                 * sincg(math.pi * hkl[:, 2], t(7.0)))
-    got = lattice_factor(hkl, torch.ceil(hkl - 0.5), "square", N_CELLS, RECIP, 1.0)
+    hkl0 = torch.ceil(hkl - 0.5)
+    got = lattice_factor(hkl, hkl0, "square", N_CELLS, RECIP, 1.0)
     torch.testing.assert_close(got, expected)
-    torch.testing.assert_close(lattice_factor_square(hkl, N_CELLS), expected)
+    torch.testing.assert_close(lattice_factor_square(hkl - hkl0, hkl0, N_CELLS), expected)
 
 
-def test_square_lattice_factor_skips_axes_with_one_cell():
-    hkl = t([[0.3, 0.2, 0.1]])
-    got = lattice_factor_square(hkl, t([1.0, 6.0, 1.0]))
-    torch.testing.assert_close(got, sincg(t([0.2 * math.pi]), t(6.0)))
+def test_square_lattice_factor_skips_axes_with_one_cell_or_fewer():
+    dhkl, hkl0 = t([[0.3, 0.2, 0.1]]), t([[2.0, 1.0, -3.0]])
+    for n in ([1.0, 6.0, 1.0], [0.0, 6.0, 0.5]):
+        got = lattice_factor_square(dhkl, hkl0, t(n))
+        # (-1)^(1 x 5) sin(6 pi 0.2) / sin(pi 0.2)
+        torch.testing.assert_close(got, -sincg(t([0.2 * math.pi]), t(6.0)), rtol=0, atol=0)
+
+
+def test_square_lattice_factor_is_smooth_in_n_between_whole_numbers():
+    # the unreduced sin(N pi h)/sin(pi h) has poles at whole h when N is not whole; the
+    # reduced form stays within its whole-N neighbours
+    dhkl, hkl0 = t([[1e-3, 0.0, 0.0]]), t([[3.0, 0.0, 0.0]])
+    values = [lattice_factor_square(dhkl, hkl0, t([n, 1.0, 1.0])).item()
+              for n in (5.0, 5.1, 5.5, 6.0)]
+    assert values[0] == pytest.approx(5.0, rel=1e-4)
+    assert values[3] == pytest.approx(-6.0, rel=1e-4)  # (-1)^(3 x 5)
+    assert 5.0 < abs(values[1]) < abs(values[2]) < 6.0
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,26 @@
 """torchbragg: nanoBragg in PyTorch.
 
-``simulate(config)`` renders a :class:`~torchbragg.config.SimulationConfig`; ``Simulator``
-is the same as an ``nn.Module`` whose parameters can be refined. Both are imported on first
-use, so that the command line can answer ``--help`` without loading torch.
+``Experiment`` (built from :func:`detector`, :func:`crystal`, :func:`beam`,
+:func:`structure_factors` and :func:`sampling`, or from a nanoBragg command line) renders
+images and exposes named parameters in user units; :mod:`torchbragg.refine` fits them to
+measured pixels. ``Simulator`` is the underlying ``nn.Module``. Everything is imported on
+first use, so that the command line can answer ``--help`` without loading torch.
 """
 
-__all__ = ["Simulator", "simulate"]
+_HOMES = {
+    "Experiment": "experiment", "ExperimentError": "experiment",
+    "detector": "parts", "crystal": "parts", "beam": "parts", "structure_factors": "parts",
+    "sampling": "parts",
+    "Simulator": "simulator", "simulate": "simulator",
+    "refine": "refine", "poisson_nll": "refine", "least_squares": "refine",
+    "near_spots": "refine", "standard_errors": "refine",
+}
+__all__ = list(_HOMES)
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        from torchbragg import simulator
+    if name in _HOMES:
+        import importlib
 
-        return getattr(simulator, name)
+        return getattr(importlib.import_module(f"torchbragg.{_HOMES[name]}"), name)
     raise AttributeError(f"module 'torchbragg' has no attribute {name!r}")

@@ -91,6 +91,12 @@ class BeamConfig:
     flux_per_s: float = 0.0
     exposure_s: float = 1.0
     beamsize_m: float = 1e-4
+    # the grid the sources came from (None for a source file): each source's (horizontal,
+    # vertical) divergence angle (n, 2) within the full ranges ``divergence_rad`` (h, v), and
+    # the fractional spread of wavelengths ``dispersion``; they make these refinable
+    divergence_offsets_rad: np.ndarray | None = None
+    divergence_rad: tuple = (0.0, 0.0)
+    dispersion: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +121,11 @@ class CrystalConfig:
     osc_rad: float = 0.0
     mosaic_spread_rad: float = 0.0
     mosaic_umats: np.ndarray = field(default_factory=lambda: np.eye(3)[None])
+    # each domain's rotation axis (n, 3) and angle (n,) at ``mosaic_reference_rad`` of spread;
+    # with them the spread is refinable (None: the rotations are fixed)
+    mosaic_axes: np.ndarray | None = None
+    mosaic_angles_rad: np.ndarray | None = None
+    mosaic_reference_rad: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)

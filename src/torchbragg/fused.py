@@ -26,7 +26,6 @@ from torchbragg.physics import (
     kahn_factor,
     lattice_factor,
     polarization_axes,
-    sincg,
     solid_angle,
 )
 
@@ -111,7 +110,8 @@ def plain_pixel_values(fast: torch.Tensor, slow: torch.Tensor, sub_fs: torch.Ten
     lattice_m:
         (9, R) components of a, b, c (metres) of every orientation.
     n_cells, reciprocal_invA:
-        (3,) crystal size in cells and (3, 3) unrotated reciprocal cell (1/Å).
+        (3,) crystal size in cells (as :func:`kernel_n_cells` gives it) and (3, 3) unrotated
+        reciprocal cell (1/Å).
     f_flat, f_grid:
         Structure factors padded with default_F (see
         :meth:`~torchbragg.models.structure_factors.StructureFactors.padded`), flattened,
@@ -210,7 +210,7 @@ def orientation_sum(scattering: list[torch.Tensor], lattice_m: torch.Tensor, n_c
     ``lattice_m`` is (9, R): components of a, b, c (metres) of every orientation. Miller
     indices are explicit dot products h = s . a, evaluated in float64 as nanoBragg does; each
     axis stays a separate tensor so the compiler keeps the whole step in registers. The rest
-    runs in the variant's step precision, where float32 works from the offsets h - h0 (see
+    runs in the variant's step precision and works from the offsets h - h0 (see
     :func:`torchbragg.physics.sincg_reduced`).
     """
     # Orientations go last (vector lanes run over orientations, as many as a pixel has
@@ -225,11 +225,10 @@ def orientation_sum(scattering: list[torch.Tensor], lattice_m: torch.Tensor, n_c
     hkl = [sx * axes[3 * v] + sy * axes[3 * v + 1] + sz * axes[3 * v + 2]
            for v in range(3)]  # 3 x (..., R) or 3 x (R, ...)
     hkl0 = [torch.ceil(h - 0.5) for h in hkl]
-    whole = [h0.to(torch.int32) for h0 in hkl0]  # read once each: index and sign
-    f_cell = nearest_f(whole, f_flat, f_grid)
+    f_cell = nearest_f([h0.to(torch.int32) for h0 in hkl0], f_flat, f_grid)
     low = torch.float32 if variant.step_dtype == "float32" else None
     if variant.shape == "square":
-        f_latt = square_factor(hkl, hkl0, whole, n_cells, low)
+        f_latt = square_factor(hkl, hkl0, n_cells, variant.dtype())
     else:
         if low is not None:
             n_cells, reciprocal_invA = n_cells.to(low), reciprocal_invA.to(low)
@@ -254,43 +253,29 @@ def nearest_f(whole: list[torch.Tensor], f_flat: torch.Tensor,
     return f_flat[(idx[0] * sizes[1] + idx[1]) * sizes[2] + idx[2]]
 
 
-def square_factor(hkl: list[torch.Tensor], hkl0: list[torch.Tensor], whole: list[torch.Tensor],
-                  n_cells: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
-    """Parallelepiped F_latt, axis by axis (axes with one cell or fewer contribute 1).
+def square_factor(hkl: list[torch.Tensor], hkl0: list[torch.Tensor], n_cells: torch.Tensor,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """Parallelepiped |F_latt| from the three axes (3 x (...) each), in precision ``dtype``.
 
-    In float64 this is nanoBragg's sincg(pi h, N). In float32 (``low``) it is
-    :func:`~torchbragg.physics.sincg_reduced` without its gradient bookkeeping: the phase of
-    the offset h - h0 in single precision, the sign (-1)^(h0 (N - 1)) from the parity of the
-    whole index ``whole`` (see :func:`square_factor_single`).
-    """
-    if low is not None:
-        return square_factor_single(hkl, hkl0, whole, n_cells, low)
-    f_latt = None
-    for v in range(3):
-        n = n_cells[v]
-        factor = torch.where(n > 1, sincg(math.pi * hkl[v], n), 1.0)
-        f_latt = factor if f_latt is None else f_latt * factor
-    return f_latt
+    The reference path's :func:`~torchbragg.physics.lattice_factor_square`, rearranged for
+    speed, and equal to it up to sign and rounding (the kernel only squares it):
 
-
-def square_factor_single(hkl: list[torch.Tensor], hkl0: list[torch.Tensor],
-                         whole: list[torch.Tensor], n_cells: torch.Tensor,
-                         low: torch.dtype) -> torch.Tensor:
-    """The float32 form of :func:`square_factor`: one division for the three axes.
-
-    The product of the three sin(N x) / sin(x) is taken as one quotient of products (a
-    division costs several multiplications); the rounding differs from three quotients by a
-    few units in the last place of single precision.
+    * the phase is that of the offset h - h0; the sign (-1)^(h0 (N - 1)) is left out;
+    * ``n_cells`` arrives with N < 1 replaced by 1 (see :func:`kernel_n_cells`), whose
+      factor sin(x)/sin(x) is exactly 1: no gate in the loop;
+    * the quotient itself, not the series, is taken near x = 0 (only x = 0 is guarded): its
+      value is as accurate there, and the kernel has no gradient (each further select in
+      the loop splits the compiled loop nest, doubling the time);
+    * the product of the three quotients is one quotient of products (a division costs
+      several multiplications; the rounding differs by a few units in the last place).
     """
     numerator = denominator = None
     for v in range(3):
-        n = n_cells[v]
-        x = math.pi * (hkl[v] - hkl0[v]).to(low)
+        n = n_cells[v].to(dtype)
+        x = math.pi * (hkl[v] - hkl0[v]).to(dtype)
         zero = x == 0
-        top = torch.where(zero, n.to(low), torch.sin(n.to(low) * x))
-        odd = (torch.bitwise_and(whole[v], 1) != 0) & (torch.remainder(n - 1, 2) != 0)
-        top = torch.where(n > 1, torch.where(odd, -top, top), 1.0)
-        bottom = torch.where((n > 1) & ~zero, torch.sin(x), 1.0)
+        top = torch.where(zero, n, torch.sin(n * x))
+        bottom = torch.where(zero, 1.0, torch.sin(x))
         numerator = top if numerator is None else numerator * top
         denominator = bottom if denominator is None else denominator * bottom
     return numerator / denominator
@@ -341,7 +326,7 @@ def dynamic_shapes(variant: Variant) -> tuple:
 def image_inputs(renderer, ctx) -> tuple:
     """The kernel inputs shared by every chunk of a renderer's image (all but the pixels)."""
     det, beam, sf = renderer.detector, renderer.beam, renderer.sf
-    cfg, sampling = det.config, renderer.sampling
+    sampling = renderer.sampling
     o = sampling.oversample
     f64 = dict(dtype=torch.float64, device=ctx.layers.device)
     idx = torch.arange(o, **f64)
@@ -352,14 +337,26 @@ def image_inputs(renderer, ctx) -> tuple:
     f_grid = torch.stack((origin, torch.tensor(padded.shape, **f64)))
     values = dict(pixel_size_m=det.pixel_size_m, oversample=o,
                   close_distance_m=ctx.frame.close_distance, kahn=beam.polarization,
-                  thickstep_m=cfg.thickstep_m, mu_per_m=cfg.mu_per_m, dmin_m=sampling.dmin_m,
+                  thickstep_m=ctx.thickstep_m, mu_per_m=ctx.mu_per_m, dmin_m=sampling.dmin_m,
                   i_bg=ctx.i_bg, scale=ctx.scale)
     scalars = torch.stack([torch.as_tensor(values[name], **f64).reshape(()) for name in SCALARS])
     orient = ctx.orient
     lattice = orient.lattice_m.reshape(-1, 9).T.contiguous()
     f_flat = padded.reshape(-1).to(renderer.compute_dtype)
     return (sub_fs, ctx.layer_offsets, frame, ctx.incident, ctx.wavelengths, lattice,
-            orient.n_cells, orient.reciprocal_invA, f_flat, f_grid, beam.polar_vector, scalars)
+            kernel_n_cells(orient.n_cells, renderer.crystal.shape), orient.reciprocal_invA,
+            f_flat, f_grid, beam.polar_vector, scalars)
+
+
+def kernel_n_cells(n_cells: torch.Tensor, shape: str) -> torch.Tensor:
+    """(3,) N as the kernel takes it: for square spots, N < 1 (a factor of 1) becomes 1.
+
+    sin(x)/sin(x) = 1 exactly, so this is nanoBragg's skipping of axes with N <= 1 without a
+    branch in the kernel's loop (a select on N there costs more than the whole factor).
+    """
+    if shape != "square":
+        return n_cells
+    return torch.where(n_cells < 1, torch.ones_like(n_cells), n_cells)
 
 
 def chunk_inputs(shared: tuple, fast: torch.Tensor, slow: torch.Tensor) -> tuple:

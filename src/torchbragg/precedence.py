@@ -32,7 +32,13 @@ from torchbragg.io import hkl as hkl_io
 from torchbragg.io import mosflm, smv
 from torchbragg.io import sources as sources_io
 from torchbragg.lattice import cell_constants, real_and_reciprocal, reciprocal_from_cell
-from torchbragg.rng import SharedState, default_noise_seed, mosaic_umats, random_misset_angles
+from torchbragg.rng import (
+    SharedState,
+    axis_angle_umat,
+    default_noise_seed,
+    mosaic_domains,
+    random_misset_angles,
+)
 from torchbragg.sources import (
     SOURCE_DISTANCE_M,
     auto_range,
@@ -211,7 +217,7 @@ def _mosaic(st: CState, msgs: list[str]) -> tuple[int, float]:
     if spread < 0.0:
         msgs.append("WARNING: no mosaic spread specified.  setting mosaic_domains = 1")
         return 1, 0.0
-    if spread == 0.0:
+    if spread == 0.0 and not st.zero_spread_domains:
         msgs.append("WARNING: zero mosaic spread specified.  setting mosaic_domains = 1")
         return 1, spread
     return domains, spread
@@ -399,12 +405,19 @@ def _crystal(st: CState, axes: dict, msgs: list[str], phi: tuple, mosaic: tuple,
         n[i] = max(n[i], 1.0)
     phisteps, osc, phistep = phi
     domains, spread = mosaic
-    umats = mosaic_umats(spread * RTD, domains, st.mosaic_seed, shared)
+    # domains drawn at zero spread (kept for refinement, see CState.zero_spread_domains) are
+    # drawn at 1 radian, so that their angles scale with the spread
+    reference = spread if spread > 0 else 1.0
+    mos_axes, mos_angles = mosaic_domains(reference * RTD, domains, st.mosaic_seed, shared)
+    scale = spread / reference
+    umats = np.stack([axis_angle_umat(tuple(v), float(a * scale))
+                      for v, a in zip(mos_axes, mos_angles, strict=True)])
     crystal = CrystalConfig(
         cell=cell, mosflm_reciprocal_invA=mat, misset_rad=misset, n_cells=tuple(n),
         shape=st.xtal_shape, fudge=st.fudge, spindle=tuple(axes["spindle"]),
         phi0_rad=st.phi0, phistep_rad=phistep, phisteps=phisteps, osc_rad=osc,
-        mosaic_spread_rad=spread, mosaic_umats=np.asarray(umats, dtype=np.float64))
+        mosaic_spread_rad=spread, mosaic_umats=np.asarray(umats, dtype=np.float64),
+        mosaic_axes=mos_axes, mosaic_angles_rad=mos_angles, mosaic_reference_rad=reference)
     v_cell = float(volume) if volume is not None else 1.0 / float(torch.linalg.det(recip))
     msgs.extend(_cell_report(real, reciprocal, v_cell))
     size = [lengths_m[i] * n[i] for i in range(3)]
@@ -453,25 +466,20 @@ def _oversample(st: CState, info: dict, frame: dict, msgs: list[str]) -> int:
 
 def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
                        info: dict) -> StructureFactorConfig:
-    table = None
-    if st.hkl_path is None:
-        if os.path.exists(st.dump_path):
+    """Structure factors from -hkl, the dump file, a table given from Python, or none.
+
+    With none, every reflection has default_F; ``st.dump_path`` None: no dump file is read or
+    written.
+    """
+    table = st.hkl_table
+    if table is None and st.hkl_path is None:
+        if st.dump_path is not None and os.path.exists(st.dump_path):
             msgs.append(f"reading Fs from {st.dump_path}")
             table = hkl_io.read_fdump(st.dump_path)
         elif st.default_F == 0.0:
             raise SetupError("no -hkl file and no dump file to read, and -default_F is 0")
-    else:
-        msgs.append(f"counting entries in {st.hkl_path}")
-        table = hkl_io.read_hkl(st.hkl_path, st.default_F)
-        if st.default_F != 0.0:
-            msgs.append(f"initializing to default_F = {_g(st.default_F)}:")
-            msgs.append("done initializing:")
-        msgs.append(f"re-reading {st.hkl_path}")
-        try:
-            hkl_io.write_fdump(st.dump_path, table)
-            msgs.append(f"writing dump file for next time: {st.dump_path}")
-        except OSError:
-            msgs.append(f"WARNING: unable to open dump file: {st.dump_path}")
+    elif table is None:
+        table = _read_hkl(st, msgs)
     info["n_hkl_read"] = 0 if table is None else table.n_entries
     if table is None or table.n_entries == 0:
         return StructureFactorConfig(grid=None, default_F=st.default_F, interpolate=False)
@@ -479,7 +487,25 @@ def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
                                  default_F=st.default_F, interpolate=interpolate)
 
 
+def _read_hkl(st: CState, msgs: list[str]) -> hkl_io.HKLTable:
+    msgs.append(f"counting entries in {st.hkl_path}")
+    table = hkl_io.read_hkl(st.hkl_path, st.default_F)
+    if st.default_F != 0.0:
+        msgs.append(f"initializing to default_F = {_g(st.default_F)}:")
+        msgs.append("done initializing:")
+    msgs.append(f"re-reading {st.hkl_path}")
+    if st.dump_path is None:
+        return table
+    try:
+        hkl_io.write_fdump(st.dump_path, table)
+        msgs.append(f"writing dump file for next time: {st.dump_path}")
+    except OSError:
+        msgs.append(f"WARNING: unable to open dump file: {st.dump_path}")
+    return table
+
+
 def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str]) -> BeamConfig:
+    grid = {}
     if st.source_path is not None:
         table = sources_io.apply_source_defaults(sources_io.read_sources(st.source_path),
                                                  axes["beam"], st.lambda0, SOURCE_DISTANCE_M)
@@ -490,6 +516,9 @@ def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str]) -> BeamConf
         waves = dispersion_wavelengths(st.lambda0, disp)
         msgs.extend(f"lambda{i} = {w:.15g}" for i, w in enumerate(waves))
         pos, weights, lambdas = grid_sources(axes["beam"], axes["polar"], offsets, waves)
+        grid = dict(divergence_offsets_rad=np.repeat(np.asarray(offsets, dtype=np.float64)
+                                                     .reshape(-1, 2), len(waves), axis=0),
+                    divergence_rad=(hdiv.range, vdiv.range), dispersion=disp.range)
     msgs.append(f"  created a total of {len(lambdas)} sources:")
     for p, w, lam in zip(pos, weights, lambdas, strict=True):
         msgs.append(f"{_g(p[0])} {_g(p[1])} {_g(p[2])}   {_g(w)} {_g(lam)}")
@@ -504,7 +533,7 @@ def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str]) -> BeamConf
                       source_weights=np.asarray(weights, dtype=np.float64),
                       polarization=st.polarization, nopolar=st.nopolar,
                       fluence_per_m2=st.fluence, flux_per_s=st.flux, exposure_s=st.exposure,
-                      beamsize_m=st.beamsize)
+                      beamsize_m=st.beamsize, **grid)
 
 
 def _mask(st: CState) -> np.ndarray | None:

@@ -81,6 +81,9 @@ class Context:
     steps: int
     i_bg: torch.Tensor
     scale: torch.Tensor  # r_e^2 x fluence / steps
+    thickstep_m: torch.Tensor  # sensor layer thickness
+    mu_per_m: torch.Tensor  # sensor attenuation coefficient
+    padded_F: tuple[torch.Tensor, torch.Tensor]  # StructureFactors.padded(), once per image
 
 
 @dataclass
@@ -122,10 +125,13 @@ class Renderer:
         water = self.sampling.water_size_m
         i_bg = (WATER_F * WATER_F * R_E_SQR_M2 * beam.fluence_per_m2 * water ** 3 * 1e6
                 * AVOGADRO / WATER_MW)
+        thickstep = det.thickstep_m()
         return Context(frame=frame, beam_dir=beam.direction, incident=beam.incident(),
-                       wavelengths=beam.wavelengths_m, orient=orient,
-                       layer_offsets=layers * cfg.thickstep_m, layers=layers, steps=steps,
-                       i_bg=i_bg, scale=R_E_SQR_M2 * beam.fluence_per_m2 / steps)
+                       wavelengths=beam.source_wavelengths(), orient=orient,
+                       layer_offsets=layers * thickstep, layers=layers, steps=steps,
+                       i_bg=i_bg, scale=R_E_SQR_M2 * beam.fluence_per_m2 / steps,
+                       thickstep_m=thickstep, mu_per_m=det.mu_per_m,
+                       padded_F=self.sf.padded())
 
     def groups_per_pixel(self, ctx: Context) -> int:
         """Number of (layer, sub-pixel, source) groups per pixel."""
@@ -264,7 +270,7 @@ class Renderer:
         diffracted = pos / airpath[..., None]
         omega = solid_angle(airpath, det.pixel_size_m, frame.close_distance, cfg.point_pixel)
         parallax = dot(diffracted, frame.odet)
-        capture = capture_fraction(layers, cfg.thickstep_m, cfg.mu_per_m, parallax)
+        capture = capture_fraction(layers, ctx.thickstep_m, ctx.mu_per_m, parallax)
         d = diffracted[..., None, :]  # a source dimension
         scattering = (d - incident) / wavelengths[..., None]
         stol = 0.5 * norm(scattering)
@@ -305,7 +311,7 @@ class Renderer:
             term, _ = self._terms(ctx, geo, ctx.orient.lattice_m)
             return term.sum(dim=(1, 2, 3, 4))
         orient = ctx.orient
-        padded, origin = self.sf.padded()
+        padded, origin = ctx.padded_F
         lower = None if self.compute_dtype == torch.float64 else self.compute_dtype
         per_source = bragg_sum(geo["scattering"], orient.lattice_m, orient.n_cells,
                                orient.reciprocal_invA, padded, origin, self.crystal.shape,
@@ -421,7 +427,7 @@ def bragg_sum(scattering: torch.Tensor, lattice_m: torch.Tensor, n_cells: torch.
     compute_dtype:
         If given (float32), the Miller indices are found in the inputs' precision and
         everything after (offsets h - h0, lattice and structure factors, the sum) in this
-        one, with the lattice phase reduced to h - h0.
+        one. Either way the lattice factor works from the offsets h - h0.
 
     Returns
     -------

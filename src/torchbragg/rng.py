@@ -311,25 +311,16 @@ def _f32(x: float) -> float:
     return float(np.float32(x))
 
 
-def mosaic_rotation_umat(mosaicity: float, rng: Ran1) -> np.ndarray:
-    """Draw a random rotation within a spherical cap, as C ``mosaic_rotation_umat``.
+def mosaic_axis_angle(mosaicity: float, rng: Ran1) -> tuple[tuple[float, float, float], float]:
+    """Draw one mosaic domain's rotation axis and angle, as C ``mosaic_rotation_umat`` does.
 
-    Three uniforms pick the rotation axis (uniform on the sphere) and the angle,
-    ``mosaicity * (1 - r3**2)**(1/3)`` with ``r3`` uniform in [-1, 1]; the matrix is
-    the axis-angle (Rodrigues) rotation. ``mosaicity`` is in radians and passes
-    through a C float, like the angle.
-
-    Parameters
-    ----------
-    mosaicity : float
-        Largest rotation angle, radians.
-    rng : Ran1
-        Stream to advance by three draws.
+    Three uniforms pick the axis (uniform on the sphere) and the angle,
+    ``mosaicity * (1 - r3**2)**(1/3)`` with ``r3`` uniform in [-1, 1]. ``mosaicity`` is in
+    radians and passes through a C float, like the angle.
 
     Returns
     -------
-    numpy.ndarray, float64, shape (3, 3)
-        Rotation matrix acting on column vectors (``v_new = U @ v``).
+    ((v1, v2, v3), angle): unit axis and angle (radians).
     """
     mosaicity = _f32(mosaicity)
     r1 = 2.0 * ran1(rng) - 1.0
@@ -337,9 +328,12 @@ def mosaic_rotation_umat(mosaicity: float, rng: Ran1) -> np.ndarray:
     r3 = 2.0 * ran1(rng) - 1.0
     xyrad = math.sqrt(1.0 - r2 * r2)
     rot = _f32(mosaicity * _powf(_f32(1.0 - r3 * r3), _f32(1.0 / 3.0)))
-    v1 = xyrad * math.sin(math.pi * r1)
-    v2 = xyrad * math.cos(math.pi * r1)
-    v3 = r2
+    return (xyrad * math.sin(math.pi * r1), xyrad * math.cos(math.pi * r1), r2), rot
+
+
+def axis_angle_umat(axis: tuple[float, float, float], rot: float) -> np.ndarray:
+    """The (3, 3) rotation by ``rot`` radians about unit ``axis``, in the C program's order."""
+    v1, v2, v3 = axis
     cos_r = math.cos(rot)
     one_minus_cos = 1.0 - cos_r
     sin_r = math.sin(rot)
@@ -353,6 +347,38 @@ def mosaic_rotation_umat(mosaicity: float, rng: Ran1) -> np.ndarray:
         [c13 - sin_r * v2, c23 + sin_r * v1, cos_r + one_minus_cos * (v3 * v3)],
     ]
     return np.array(umat, dtype=np.float64)
+
+
+def mosaic_rotation_umat(mosaicity: float, rng: Ran1) -> np.ndarray:
+    """Draw a random rotation within a spherical cap, as C ``mosaic_rotation_umat``.
+
+    See :func:`mosaic_axis_angle` (the draw) and :func:`axis_angle_umat` (the matrix).
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (3, 3)
+        Rotation matrix acting on column vectors (``v_new = U @ v``).
+    """
+    return axis_angle_umat(*mosaic_axis_angle(mosaicity, rng))
+
+
+def mosaic_domains(mosaic_spread_deg: float, n_domains: int, seed: int = DEFAULT_MOSAIC_SEED,
+                   shared: SharedState | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Axes (n, 3) and angles (n,) of the mosaic domains the C program draws.
+
+    Domain 0 is unrotated (zero axis and angle; its three draws still happen). The angles
+    are proportional to the spread (up to the C float rounding), so a refined spread rescales
+    them with the axes fixed by the seed.
+    """
+    rng = Ran1.from_seed(seed, shared)
+    spread_rad = float(mosaic_spread_deg) / _RTD
+    axes = np.zeros((int(n_domains), 3))
+    angles = np.zeros(int(n_domains))
+    for domain in range(int(n_domains)):
+        axis, rot = mosaic_axis_angle(spread_rad, rng)
+        if domain > 0:
+            axes[domain], angles[domain] = axis, rot
+    return axes, angles
 
 
 def mosaic_umats(
@@ -384,13 +410,10 @@ def mosaic_umats(
     numpy.ndarray, float64, shape (n_domains, 3, 3)
         One rotation per domain, acting on column vectors.
     """
-    rng = Ran1.from_seed(seed, shared)
-    spread_rad = float(mosaic_spread_deg) / _RTD
+    axes, angles = mosaic_domains(mosaic_spread_deg, n_domains, seed, shared)
     umats = np.empty((int(n_domains), 3, 3), dtype=np.float64)
     for domain in range(int(n_domains)):
-        umats[domain] = mosaic_rotation_umat(spread_rad, rng)
-    if n_domains > 0:
-        umats[0] = np.eye(3)
+        umats[domain] = axis_angle_umat(tuple(axes[domain]), float(angles[domain]))
     return umats
 
 

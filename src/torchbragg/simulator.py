@@ -94,17 +94,24 @@ class Simulator(nn.Module):
                         self.config.sampling, compute_dtype=self.compute_dtype)
 
     def render(self, memory_budget_mb: float | None = None, progress=None,
-               observer=None) -> RenderOutput:
+               observer=None, pixels: torch.Tensor | None = None) -> RenderOutput:
         """Render the image in pixel chunks that fit the memory budget.
 
         ``progress(done, total)``, if given, is called after each chunk with the number of
         pixels rendered so far; ``observer(stage, tensors)`` sees each chunk's intermediate
-        tensors (see :mod:`torchbragg.trace`).
+        tensors (see :mod:`torchbragg.trace`). ``pixels`` (slow, fast) bool limits the
+        rendered pixels further (the others are 0).
         """
         renderer = self.renderer()
         renderer.observer = observer
         ctx = renderer.context()
-        slow, fast = torch.nonzero(self.rendered, as_tuple=True)
+        rendered = self.rendered
+        if pixels is not None:
+            if tuple(pixels.shape) != tuple(rendered.shape):
+                raise ValueError(f"pixels must have the image's shape {tuple(rendered.shape)}, "
+                                 f"got {tuple(pixels.shape)}")
+            rendered = rendered & pixels.to(device=rendered.device, dtype=torch.bool)
+        slow, fast = torch.nonzero(rendered, as_tuple=True)
         n_pix = slow.numel()
         budget = memory_budget_bytes(memory_budget_mb, self.rendered.device.type)
         compiled = self.fused_kernel(renderer, n_pix * ctx.steps * len(ctx.layers))
@@ -126,7 +133,7 @@ class Simulator(nn.Module):
                 progress(min(start + per_chunk, n_pix), n_pix)
         image = torch.zeros(self.rendered.shape, dtype=dtype, device=self.rendered.device)
         image = image.index_put((slow, fast), values)
-        return RenderOutput(image=image, rendered=self.rendered, omega_sum=omega,
+        return RenderOutput(image=image, rendered=rendered, omega_sum=omega,
                             interpolation=renderer.interp)
 
     def _reference_chunks(self, renderer: Renderer, ctx, fast: torch.Tensor,
@@ -197,9 +204,10 @@ class Simulator(nn.Module):
     def _needs_grad(self) -> bool:
         return torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
 
-    def forward(self, memory_budget_mb: float | None = None) -> torch.Tensor:
-        """(slow, fast) image in photons per pixel."""
-        return self.render(memory_budget_mb).image
+    def forward(self, memory_budget_mb: float | None = None,
+                pixels: torch.Tensor | None = None) -> torch.Tensor:
+        """(slow, fast) image in photons per pixel (only ``pixels``, if given)."""
+        return self.render(memory_budget_mb, pixels=pixels).image
 
 
 def rendered_pixels(config: SimulationConfig) -> torch.Tensor:

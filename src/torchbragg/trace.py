@@ -10,14 +10,13 @@ earlier in a full render is still on in its trace.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from torchbragg.config import R_E_SQR_M2
-from torchbragg.physics import sincg
+from torchbragg.physics import square_factors
 
 
 @dataclass
@@ -53,11 +52,13 @@ class PixelTrace:
         return value
 
     def lattice_factors(self) -> np.ndarray:
-        """(..., 3) per-axis parallelepiped factors sincg(pi h, N) (1 where N <= 1)."""
+        """(..., 3) per-axis parallelepiped factors sincg(pi h, N) (1 where N <= 1).
+
+        They come from the reduced phase h - h0, as F_latt does (their product).
+        """
         hkl = torch.as_tensor(self.stages["steps"]["hkl"])
-        n = torch.as_tensor(self.n_cells)
-        factors = sincg(math.pi * hkl, n)
-        return torch.where(n > 1, factors, 1.0).numpy()
+        hkl0 = torch.as_tensor(self.stages["steps"]["hkl0"])
+        return square_factors(hkl - hkl0, hkl0, torch.as_tensor(self.n_cells)).numpy()
 
 
 def trace_pixel(simulator, slow: int, fast: int) -> PixelTrace:

@@ -136,6 +136,9 @@ class CState:
     seed: int | None = None  # command-line form; None: from the clock
     mosaic_seed: int = 12345678
     misset_seed: int | None = None  # None: from the clock, as the C program does
+    # not C: set by the Python API only
+    zero_spread_domains: bool = False  # keep -mosaic_dom domains at zero spread (refinement)
+    hkl_table: object = None  # an io.hkl.HKLTable given directly instead of -hkl
 
 
 Apply = Callable[[CState, list], None]

@@ -12,7 +12,8 @@ from torchbragg.cli.outputs import write_outputs
 from torchbragg.cli.parse import UsageError
 from torchbragg.cli.printout import PrintoutObserver
 from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
-from torchbragg.precedence import Plan, resolve
+from torchbragg.experiment import Experiment
+from torchbragg.precedence import Plan
 from torchbragg.render import interpolation_warning
 from torchbragg.rng import default_noise_seed
 from torchbragg.simulator import RenderOutput, Simulator
@@ -134,7 +135,8 @@ def simulate(st: CState, ext: dict) -> int:
     """
     dtype, device, budget = extension_settings(ext)
     check_outputs_writable(st)
-    plan = resolve(st)
+    exp = Experiment.from_state(st, dtype=dtype, device=device, kernel=ext["kernel"])
+    plan, sim = exp.plan, exp.simulator
     for line in plan.messages:
         _say(line)
     config = plan.config
@@ -146,7 +148,6 @@ def simulate(st: CState, ext: dict) -> int:
         for line in noise_lines(st.seed, config.sampling.water_size_m):
             _say(line)
     _check_trace_pixel(st, config)
-    sim = Simulator(config, dtype=dtype, device=device, kernel=ext["kernel"])
     out = _render(sim, st, plan, budget)
     # the C program's second warning line has no newline: the blank line ends it
     warning = interpolation_warning(out.interpolation)

@@ -15,8 +15,10 @@ class Detector(nn.Module):
 
     Refinable parameters (metres, radians): ``distance_m``, ``close_distance_m`` (only when
     given), ``beam_fs_m`` (direct-beam spot, fast and slow), ``close_fs_m`` (point of closest
-    approach), ``rotations_rad`` (about x, y, z), ``twotheta_rad``, ``pixel_size_m``. Which of
-    ``beam_fs_m`` and ``close_fs_m`` is held fixed while rotating depends on the pivot.
+    approach), ``rotations_rad`` (about x, y, z), ``twotheta_rad``, ``pixel_size_m``, and for
+    a sensor of some thickness ``thickness_m`` (the layers keep their number and share it)
+    and ``mu_per_m`` (attenuation coefficient). Which of ``beam_fs_m`` and ``close_fs_m`` is
+    held fixed while rotating depends on the pivot.
     """
 
     def __init__(self, config: DetectorConfig, dtype: torch.dtype = torch.float64):
@@ -32,8 +34,17 @@ class Detector(nn.Module):
         self.rotations_rad = parameter(config.rotations_rad, dtype)
         self.twotheta_rad = parameter(config.twotheta_rad, dtype)
         self.pixel_size_m = parameter(config.pixel_size_m, dtype)
+        self.thickness_m = parameter(config.thickness_m, dtype)
+        self.mu_per_m = parameter(config.mu_per_m, dtype)
         for name in ("fdet", "sdet", "odet", "twotheta_axis"):
             self.register_buffer(name + "0", buffer(getattr(config, name), dtype))
+
+    def thickstep_m(self) -> torch.Tensor:
+        """Thickness of one sensor layer (m): the configured step, scaled with the thickness."""
+        t0 = self.config.thickness_m
+        if t0 == 0.0:
+            return self.thickness_m * 0.0 + self.config.thickstep_m
+        return self.config.thickstep_m * (self.thickness_m / t0)
 
     def frame(self, beam: torch.Tensor) -> DetectorFrame:
         """Rotated axes and origin of the detector for incident-beam direction ``beam`` (3,)."""

@@ -12,14 +12,14 @@ from torchbragg.models._params import buffer, parameter
 class StructureFactors(nn.Module):
     """Amplitudes F(h, k, l) with nanoBragg's lookup rules.
 
-    ``grid`` (nh, nk, nl) is refinable; indices outside it, or every index when no grid was
-    read, give ``default_F``.
+    ``grid`` (nh, nk, nl) and ``default_F`` are refinable; indices outside the grid, or every
+    index when no grid was read, give ``default_F``.
     """
 
     def __init__(self, config: StructureFactorConfig, dtype: torch.dtype = torch.float64):
         super().__init__()
         self.config = config
-        self.default_F = float(config.default_F)
+        self.default_F = parameter(config.default_F, dtype)
         self.interpolate = bool(config.interpolate) and config.grid is not None
         grid = config.grid if config.grid is not None else [[[0.0]]]
         self.grid = parameter(grid, dtype)
@@ -43,10 +43,13 @@ class StructureFactors(nn.Module):
         a single default-valued cell serves every index.
         """
         if not self.has_grid:
-            grid = torch.full((1, 1, 1), self.default_F, dtype=self.grid.dtype,
-                              device=self.grid.device)
+            grid = self.default_F.reshape(1, 1, 1)
             return grid, torch.zeros(3, dtype=self.grid.dtype, device=self.grid.device)
-        padded = torch.nn.functional.pad(self.grid, (1, 1, 1, 1, 1, 1), value=self.default_F)
+        pad = (1, 1, 1, 1, 1, 1)
+        inside = torch.nn.functional.pad(torch.ones_like(self.grid), pad, value=0.0)
+        # grid + 0 inside, 0 + default_F x 1 on the border: both exact
+        padded = (torch.nn.functional.pad(self.grid, pad, value=0.0)
+                  + self.default_F * (1.0 - inside))
         return padded, (self.hkl_min - 1).to(self.grid.dtype)
 
     def nearest(self, hkl0: torch.Tensor) -> torch.Tensor:
