@@ -113,3 +113,17 @@ def test_gradients_pivoting_about_the_sample(name):
                         structure_factors=tb.structure_factors(default_F=10))
     assert exp.simulator.detector.pivot == "sample"
     check(exp, name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_gradients_equal_cpu():
+    cpu, gpu = rich(), rich().to("cuda")
+    for name in cpu.parameter_names():
+        grads = []
+        for exp in (cpu, gpu):
+            value = exp.get(name).requires_grad_(True)
+            image = exp.render({name: value})
+            (image * image.detach()).sum().backward()
+            grads.append(value.grad.cpu())
+        scale = grads[0].abs().max()
+        assert float((grads[1] - grads[0]).abs().max()) <= 1e-9 * float(scale), name
