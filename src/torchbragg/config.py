@@ -126,6 +126,9 @@ class CrystalConfig:
     mosaic_axes: np.ndarray | None = None
     mosaic_angles_rad: np.ndarray | None = None
     mosaic_reference_rad: float = 0.0
+    # reproduce the released C program: a step at phi == 0 skips the rotation and reuses the
+    # previous step's rotated cell (see Crystal.phi_angles)
+    stale_phi0: bool = False
 
 
 @dataclass(frozen=True, eq=False)

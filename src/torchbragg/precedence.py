@@ -417,7 +417,8 @@ def _crystal(st: CState, axes: dict, msgs: list[str], phi: tuple, mosaic: tuple,
         shape=st.xtal_shape, fudge=st.fudge, spindle=tuple(axes["spindle"]),
         phi0_rad=st.phi0, phistep_rad=phistep, phisteps=phisteps, osc_rad=osc,
         mosaic_spread_rad=spread, mosaic_umats=np.asarray(umats, dtype=np.float64),
-        mosaic_axes=mos_axes, mosaic_angles_rad=mos_angles, mosaic_reference_rad=reference)
+        mosaic_axes=mos_axes, mosaic_angles_rad=mos_angles, mosaic_reference_rad=reference,
+        stale_phi0=st.stale_phi0)
     v_cell = float(volume) if volume is not None else 1.0 / float(torch.linalg.det(recip))
     msgs.extend(_cell_report(real, reciprocal, v_cell))
     size = [lengths_m[i] * n[i] for i in range(3)]

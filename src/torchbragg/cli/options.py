@@ -139,6 +139,7 @@ class CState:
     # not C: set by the Python API only
     zero_spread_domains: bool = False  # keep -mosaic_dom domains at zero spread (refinement)
     hkl_table: object = None  # an io.hkl.HKLTable given directly instead of -hkl
+    stale_phi0: bool = False  # --stale-phi0: the released C program's phi = 0 behaviour
 
 
 Apply = Callable[[CState, list], None]

@@ -188,7 +188,7 @@ def suggest(token: str) -> str:
 def _extensions(argv: list[str]) -> tuple[list[str], dict]:
     """Split off torchbragg's own ``--name [value]`` options."""
     flags = {"--allow-unknown": 0, "--dtype": 1, "--device": 1, "--memory-budget-mb": 1,
-             "--help": 0, "--kernel": 1, "--compile": 0}
+             "--help": 0, "--kernel": 1, "--compile": 0, "--stale-phi0": 0}
     rest, ext = [], {}
     i = 0
     while i < len(argv):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import torch
 
@@ -85,6 +86,20 @@ def _positive_mib(text: str, name: str) -> float:
     return value
 
 
+def _warn_phi0(crystal, stale: bool) -> None:
+    """Say on stderr when a phi step sits at exactly 0 with several steps (see behaviour.md)."""
+    phi = [crystal.phi0_rad + crystal.phistep_rad * i for i in range(crystal.phisteps)]
+    if crystal.phisteps < 2 or 0.0 not in phi:
+        return
+    if stale:
+        print("torchbragg: --stale-phi0: the phi = 0 step reuses the previous step's rotated "
+              "cell, as the released nanoBragg does (run with one thread)", file=sys.stderr)
+    else:
+        print("torchbragg: warning: a phi step is at phi = 0, where the released nanoBragg "
+              "reuses a stale rotated cell; this image is the corrected one (--stale-phi0 "
+              "reproduces the released program)", file=sys.stderr)
+
+
 def check_outputs_writable(st: CState) -> None:
     """Fail before rendering when an output file's folder does not exist or is read-only."""
     paths = [st.float_path, st.int_path]
@@ -135,8 +150,10 @@ def simulate(st: CState, ext: dict) -> int:
     """
     dtype, device, budget = extension_settings(ext)
     check_outputs_writable(st)
+    st.stale_phi0 = bool(ext.get("stale_phi0"))
     exp = Experiment.from_state(st, dtype=dtype, device=device, kernel=ext["kernel"])
     plan, sim = exp.plan, exp.simulator
+    _warn_phi0(plan.config.crystal, st.stale_phi0)
     for line in plan.messages:
         _say(line)
     config = plan.config

@@ -32,6 +32,8 @@ def usage_text() -> str:
                  "kernel (built once per machine, then cached), the reference PyTorch path, "
                  "or auto (default: fused where it applies and pays)")
     lines.append("  --compile                 same as --kernel fused")
+    lines.append("  --stale-phi0              reproduce the released nanoBragg at phi = 0 "
+                 "(the step reuses the previous rotated cell)")
     lines.append("  --allow-unknown           warn about options nanoBragg ignores instead "
                  "of stopping")
     return "\n".join(lines)

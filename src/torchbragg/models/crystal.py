@@ -96,10 +96,20 @@ class Crystal(nn.Module):
         return axis_angle_matrices(self.mosaic_axes, angles)
 
     def phi_angles(self) -> torch.Tensor:
-        """(phisteps,) spindle angles (radians); phi = 0 means no rotation at all."""
+        """(phisteps,) spindle angles (radians); phi = 0 means no rotation at all.
+
+        With ``stale_phi0`` (the released C program, one thread) a step at phi == 0 skips the
+        rotation and keeps the cell of the step before it in loop order: the previous phi step,
+        or for the first step the last step of the previous (pixel, layer, sub-pixel, source)
+        group. (For the image's very first group the C program reads uninitialised memory;
+        that one group is not reproduced.)
+        """
         steps = torch.arange(self.phisteps, dtype=self.phi0_rad.dtype,
                              device=self.phi0_rad.device)
-        return self.phi0_rad + self.phistep_rad * steps
+        phi = self.phi0_rad + self.phistep_rad * steps
+        if not self.config.stale_phi0:
+            return phi
+        return phi[stale_order([float(p) for p in phi])]
 
     def forward(self) -> Orientations:
         """Lattice vectors for all phi steps and mosaic domains."""
@@ -111,6 +121,26 @@ class Crystal(nn.Module):
         mos = torch.einsum("mij,pvj->pmvi", self.domain_rotations(), spun)
         return Orientations(lattice_m=mos.reshape(-1, 3, 3), reciprocal_invA=reciprocal,
                             n_cells=self.n_cells)
+
+
+def stale_order(phi: list[float]) -> list[int]:
+    """Which step's angle each phi step uses when steps at exactly 0 reuse the previous one.
+
+    Steps after the first take the (resolved) step before them; the first takes the last
+    step, which the previous group ended with. If every step is 0 nothing rotates.
+    """
+    order = list(range(len(phi)))
+
+    def chain() -> None:
+        for i in range(1, len(phi)):
+            if phi[i] == 0.0:
+                order[i] = order[i - 1]
+
+    chain()
+    if phi and phi[0] == 0.0 and phi[order[-1]] != 0.0:
+        order[0] = order[-1]
+        chain()
+    return order
 
 
 def axis_angle_matrices(axes: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
