@@ -231,17 +231,12 @@ class Experiment:
 
 def _assemble(base: torch.Tensor, parts: list) -> torch.Tensor:
     """``base`` with slices replaced (differentiably) by the given tensors."""
-    whole = [t for index, t in parts if index is None]
-    if whole:
-        return whole[-1]
-    out = base
+    out = base.clone()
     for index, t in parts:
-        mask = torch.zeros_like(base, dtype=torch.bool)
-        mask[index] = True
-        filled = torch.zeros_like(base)
-        filled = filled.index_put((torch.arange(base.shape[0], device=base.device)[index],),
-                                  t)
-        out = torch.where(mask, filled, out)
+        if index is None:
+            out = t.clone()
+        else:
+            out[index] = t
     return out
 
 

@@ -34,7 +34,7 @@ from torchbragg.io import sources as sources_io
 from torchbragg.lattice import cell_constants, real_and_reciprocal, reciprocal_from_cell
 from torchbragg.rng import (
     SharedState,
-    axis_angle_umat,
+    axis_angle_umats,
     default_noise_seed,
     mosaic_domains,
     random_misset_angles,
@@ -410,8 +410,7 @@ def _crystal(st: CState, axes: dict, msgs: list[str], phi: tuple, mosaic: tuple,
     reference = spread if spread > 0 else 1.0
     mos_axes, mos_angles = mosaic_domains(reference * RTD, domains, st.mosaic_seed, shared)
     scale = spread / reference
-    umats = np.stack([axis_angle_umat(tuple(v), float(a * scale))
-                      for v, a in zip(mos_axes, mos_angles, strict=True)])
+    umats = axis_angle_umats(mos_axes, mos_angles * scale)
     crystal = CrystalConfig(
         cell=cell, mosflm_reciprocal_invA=mat, misset_rad=misset, n_cells=tuple(n),
         shape=st.xtal_shape, fudge=st.fudge, spindle=tuple(axes["spindle"]),

@@ -258,6 +258,20 @@ def _lbfgs(problem: _Problem, x: torch.Tensor, max_iter: int, tolerance: float,
     return x.detach(), iterations, False
 
 
+def _derivatives(loss: Callable, x: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Loss, gradient and Hessian at ``x`` from one forward pass (double backpropagation)."""
+    xg = x.detach().clone().requires_grad_(True)
+    value = loss(xg)
+    (grad,) = torch.autograd.grad(value, xg, create_graph=True)
+    rows = []
+    for g in grad:
+        row = (torch.autograd.grad(g, xg, retain_graph=True, allow_unused=True)[0]
+               if g.requires_grad else None)
+        rows.append(torch.zeros_like(x) if row is None else row)
+    return value.detach(), grad.detach(), torch.stack(rows)
+
+
 def _newton(problem: _Problem, x: torch.Tensor,
             max_steps: int = 20) -> tuple[torch.Tensor, int, float]:
     """Damped Newton (Levenberg-Marquardt on the exact Hessian) from ``x``.
@@ -267,10 +281,7 @@ def _newton(problem: _Problem, x: torch.Tensor,
     damping = 1e-4
     predicted = math.inf
     for step_count in range(max_steps):
-        xg = x.clone().requires_grad_(True)
-        value = problem.loss(xg)
-        (grad,) = torch.autograd.grad(value, xg)
-        hessian = torch.autograd.functional.hessian(problem.loss, x)
+        value, grad, hessian = _derivatives(problem.loss, x)
         scale = torch.diagonal(hessian).abs().clamp_min(1e-12)
         while True:
             system = hessian + damping * torch.diag(scale)
@@ -278,7 +289,7 @@ def _newton(problem: _Problem, x: torch.Tensor,
             predicted = float(-(grad @ step + 0.5 * step @ hessian @ step))
             with torch.no_grad():
                 trial = problem.loss(x + step)
-            if float(trial) <= float(value.detach()):
+            if float(trial) <= float(value):
                 x = x + step
                 damping = max(damping / 10, 1e-9)
                 break
@@ -301,7 +312,7 @@ def standard_errors(exp: Experiment | Sequence[Experiment], observed, names: Seq
     """
     problem = _Problem(exp, names, observed, loss, pixels, None)
     x = torch.zeros(sum(problem.sizes), dtype=torch.float64, device=problem.device)
-    hessian = torch.autograd.functional.hessian(problem.loss, x)
+    _, _, hessian = _derivatives(problem.loss, x)
     steps = torch.cat([problem.step[n].reshape(-1) for n in problem.names])
     cov = torch.linalg.pinv(hessian, hermitian=True)
     if loss == "least_squares":

@@ -410,10 +410,14 @@ def mosaic_umats(
     numpy.ndarray, float64, shape (n_domains, 3, 3)
         One rotation per domain, acting on column vectors.
     """
-    axes, angles = mosaic_domains(mosaic_spread_deg, n_domains, seed, shared)
-    umats = np.empty((int(n_domains), 3, 3), dtype=np.float64)
-    for domain in range(int(n_domains)):
-        umats[domain] = axis_angle_umat(tuple(axes[domain]), float(angles[domain]))
+    return axis_angle_umats(*mosaic_domains(mosaic_spread_deg, n_domains, seed, shared))
+
+
+def axis_angle_umats(axes: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) rotations for axes (n, 3) and angles (n,), by :func:`axis_angle_umat`."""
+    umats = np.empty((len(angles), 3, 3), dtype=np.float64)
+    for domain, (axis, angle) in enumerate(zip(axes, angles, strict=True)):
+        umats[domain] = axis_angle_umat(tuple(axis), float(angle))
     return umats
 
 
