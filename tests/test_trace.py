@@ -129,10 +129,16 @@ def test_trace_pixel_option_prints_the_trace(in_golden_folder, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "trace of pixel slow=128 fast=140" in out
-    assert "pixel_photons 1.05070737368218" in out
+    assert "\npixel: photons 1.05070737368218\n" in out
 
 
 def test_trace_is_readable_lines(in_golden_folder):
     lines = format_trace(_trace("sc_default", 128, 140))
     assert lines[0] == "trace of pixel slow=128 fast=140"
-    assert any(line.strip().startswith("F_latt 10.2517599819571") for line in lines)
+    assert "layer 0 sub-pixel 0 source 0 phi 0 mosaic 0: F_latt 10.2517599819571" in lines
+    assert "pixel: steps 1" in lines
+    # one quantity per line: scope, name, numbers
+    for line in lines[1:]:
+        scope, rest = line.split(": ")
+        name, *values = rest.split()
+        assert name.isidentifier() and values and all(float(v) == float(v) for v in values)

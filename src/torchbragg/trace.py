@@ -3,13 +3,19 @@
 The renderer calls its observer, when one is attached, with the tensors of each stage
 (geometry of the sub-pixels, per-step Miller indices and factors, the pixel sums). Rendering
 without an observer does no extra work. :func:`trace_pixel` renders one pixel with a recording
-observer and returns a :class:`PixelTrace`; :func:`format_trace` turns it into readable lines.
-The traced pixel is rendered on its own: a tricubic interpolation that switched itself off
-earlier in a full render is still on in its trace.
+observer and returns a :class:`PixelTrace`; :func:`trace_entries` lists its quantities in the
+order the C program computes them, and :func:`format_trace` prints them one per line as
+``<scope>: <name> <values>`` (scopes: ``frame``, ``crystal``, ``phi i mosaic j``,
+``source s``, ``layer t sub-pixel q``, ``layer t sub-pixel q source s``, the same with
+``phi i mosaic j`` for each step, and ``pixel``), which :mod:`torchbragg.tracecompare` reads
+back. The traced pixel is rendered on its own: a tricubic interpolation that switched itself
+off earlier in a full render is still on in its trace.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,20 +24,25 @@ import torch
 from torchbragg.config import R_E_SQR_M2
 from torchbragg.physics import square_factors
 
+Entry = tuple[str, str, np.ndarray]  # scope, quantity name, values
+
 
 @dataclass
 class PixelTrace:
     """Intermediate quantities of one pixel (numpy arrays, SI units).
 
-    Shapes use T layers, Q sub-pixels, S sources, R orientations (phi x mosaic). ``stages``
-    maps stage name -> tensor name -> array with the leading pixel dimension removed.
+    Shapes use T layers, Q sub-pixels, S sources, R orientations (phi steps x mosaic
+    domains, mosaic fastest). ``stages`` maps stage name -> tensor name -> array with the
+    leading pixel dimension removed. ``phi_deg`` holds the nominal spindle angle of each
+    phi step, ``rotation_deg`` the angle the cell is turned by (they differ only where a
+    compatibility switch reuses a stale rotation).
     """
 
     slow: int
     fast: int
     frame: dict
     lattice_m: np.ndarray  # (R, 3, 3)
-    reciprocal_invA: np.ndarray  # (3, 3)
+    reciprocal_invA: np.ndarray  # (3, 3) at phi = 0
     n_cells: np.ndarray  # (3,)
     shape: str
     incident: np.ndarray  # (S, 3)
@@ -39,17 +50,9 @@ class PixelTrace:
     steps: int
     fluence_per_m2: float
     flags: tuple
+    phi_deg: np.ndarray = field(default_factory=lambda: np.zeros(1))  # (phi steps,)
+    rotation_deg: np.ndarray = field(default_factory=lambda: np.zeros(1))  # (phi steps,)
     stages: dict = field(default_factory=dict)
-
-    def first(self, stage: str, name: str) -> np.ndarray:
-        """Value at the first layer, sub-pixel, source and orientation."""
-        value = self.stages[stage][name]
-        index = {"geometry": 2, "steps": 4}.get(stage, 0)
-        if name in ("scattering", "polar", "cut"):
-            index = 3
-        for _ in range(index):
-            value = value[0]
-        return value
 
     def lattice_factors(self) -> np.ndarray:
         """(..., 3) per-axis parallelepiped factors sincg(pi h, N) (1 where N <= 1).
@@ -75,6 +78,10 @@ def trace_pixel(simulator, slow: int, fast: int) -> PixelTrace:
         device = simulator.detector.pixel_size_m.device
         renderer.render_pixels(ctx, torch.tensor([fast], device=device),
                                torch.tensor([slow], device=device))
+        crystal = simulator.crystal
+        steps = torch.arange(crystal.phisteps, dtype=torch.float64)
+        nominal = float(crystal.phi0_rad) + float(crystal.phistep_rad) * steps
+        used = crystal.phi_angles().detach().cpu().to(torch.float64)
     frame = {k: v.detach().cpu().numpy() for k, v in vars(ctx.frame).items()}
     s = simulator.config.sampling
     return PixelTrace(
@@ -84,55 +91,109 @@ def trace_pixel(simulator, slow: int, fast: int) -> PixelTrace:
         n_cells=ctx.orient.n_cells.cpu().numpy(), shape=simulator.crystal.shape,
         incident=ctx.incident.cpu().numpy(), wavelengths_m=ctx.wavelengths.cpu().numpy(),
         steps=ctx.steps, fluence_per_m2=float(simulator.beam.fluence_per_m2),
-        flags=(s.oversample_thick, s.oversample_polar, s.oversample_omega), stages=stages)
+        flags=(s.oversample_thick, s.oversample_polar, s.oversample_omega),
+        phi_deg=np.degrees(nominal.numpy()), rotation_deg=np.degrees(used.numpy()),
+        stages=stages)
 
 
-def _v(x) -> str:
-    return " ".join(f"{float(v):.15g}" for v in np.atleast_1d(x))
+def _frame_entries(tr: PixelTrace) -> Iterator[Entry]:
+    fr = tr.frame
+    for name, key in (("pix0_m", "pix0"), ("fdet", "fdet"), ("sdet", "sdet"), ("odet", "odet"),
+                      ("close_distance_m", "close_distance"), ("distance_m", "distance")):
+        yield "frame", name, fr[key]
+    for axis, row in zip("abc", tr.reciprocal_invA, strict=True):
+        yield "crystal", f"{axis}_star_invA", row  # at phi = 0, before the spindle turns it
 
 
-def _orientation_lines(tr: PixelTrace, t: int, q: int, s: int) -> list[str]:
+def _orientation_scope(tr: PixelTrace, r: int) -> str:
+    n_mosaic = tr.lattice_m.shape[0] // len(tr.phi_deg)
+    return f"phi {r // n_mosaic} mosaic {r % n_mosaic}"
+
+
+def _orientation_entries(tr: PixelTrace) -> Iterator[Entry]:
+    n_mosaic = tr.lattice_m.shape[0] // len(tr.phi_deg)
+    for r, lattice in enumerate(tr.lattice_m):
+        scope = _orientation_scope(tr, r)
+        yield scope, "phi_deg", tr.phi_deg[r // n_mosaic]
+        yield scope, "rotation_deg", tr.rotation_deg[r // n_mosaic]
+        for axis, row in zip("abc", lattice, strict=True):
+            yield scope, f"{axis}_A", row * 1e10
+
+
+def _step_entries(tr: PixelTrace, t: int, q: int, s: int, prefix: str) -> Iterator[Entry]:
     st = tr.stages["steps"]
     factors = tr.lattice_factors() if tr.shape == "square" else None
-    lines = []
     for r in range(tr.lattice_m.shape[0]):
-        lines.append(f"      orientation {r}: a_m {_v(tr.lattice_m[r, 0])} | b_m "
-                     f"{_v(tr.lattice_m[r, 1])} | c_m {_v(tr.lattice_m[r, 2])}")
-        lines.append(f"        hkl {_v(st['hkl'][t, q, s, r])}  nearest "
-                     f"{_v(st['hkl0'][t, q, s, r])}")
-        per_axis = "" if factors is None else f" (a b c: {_v(factors[t, q, s, r])})"
-        lines.append(f"        F_latt {_v(st['f_latt'][t, q, s, r])}{per_axis}  F_cell "
-                     f"{_v(st['f_cell'][t, q, s, r])}  counted {bool(st['counts'][t, q, s, r])}")
-    return lines
+        scope = f"{prefix} {_orientation_scope(tr, r)}"
+        yield scope, "hkl", st["hkl"][t, q, s, r]
+        yield scope, "hkl0", st["hkl0"][t, q, s, r]
+        if factors is not None:
+            for axis, value in zip("abc", factors[t, q, s, r], strict=True):
+                yield scope, f"F_latt_{axis}", value
+        yield scope, "F_latt", st["f_latt"][t, q, s, r]
+        yield scope, "F_cell", st["f_cell"][t, q, s, r]
+        yield scope, "counted", st["counts"][t, q, s, r]
 
 
-def format_trace(tr: PixelTrace) -> list[str]:
-    """Readable lines of a trace: frame, then layer/sub-pixel/source/orientation, then sums."""
-    g, px, fr = tr.stages["geometry"], tr.stages["pixel"], tr.frame
-    lines = [f"trace of pixel slow={tr.slow} fast={tr.fast}",
-             f"  pix0_m {_v(fr['pix0'])}", f"  fdet {_v(fr['fdet'])}",
-             f"  sdet {_v(fr['sdet'])}", f"  odet {_v(fr['odet'])}",
-             f"  close_distance_m {_v(fr['close_distance'])}  distance_m {_v(fr['distance'])}",
-             f"  reciprocal_invA a* {_v(tr.reciprocal_invA[0])} | b* {_v(tr.reciprocal_invA[1])}"
-             f" | c* {_v(tr.reciprocal_invA[2])}"]
+def _sample_entries(tr: PixelTrace) -> Iterator[Entry]:
+    g = tr.stages["geometry"]
     n_t, n_q = g["omega"].shape
     for t in range(n_t):
         for q in range(n_q):
-            lines.append(f"  layer {t} sub-pixel {q}: position_m {_v(g['position'][t, q])}")
-            lines.append(f"    airpath_m {_v(g['airpath'][t, q])}  omega_sr "
-                         f"{_v(g['omega'][t, q])}  capture {_v(g['capture'][t, q])}")
-            lines.append(f"    diffracted {_v(g['diffracted'][t, q])}")
+            scope = f"layer {t} sub-pixel {q}"
+            yield scope, "position_m", g["position"][t, q]
+            yield scope, "airpath_m", g["airpath"][t, q]
+            yield scope, "omega_sr", g["omega"][t, q]
+            # the solid angle's obliquity factor, and the sensor's (for the capture fraction)
+            yield scope, "obliquity", tr.frame["close_distance"] / g["airpath"][t, q]
+            yield scope, "parallax", np.dot(g["diffracted"][t, q], tr.frame["odet"])
+            yield scope, "capture_fraction", g["capture"][t, q]
+            yield scope, "diffracted", g["diffracted"][t, q]
             for s in range(tr.incident.shape[0]):
-                lines.append(f"    source {s}: incident {_v(tr.incident[s])}  wavelength_m "
-                             f"{_v(tr.wavelengths_m[s])}")
-                lines.append(f"      scattering_per_m {_v(g['scattering'][t, q, s])}  polar "
-                             f"{_v(g['polar'][t, q, s])}  cut_by_dmin {bool(g['cut'][t, q, s])}")
-                lines.extend(_orientation_lines(tr, t, q, s))
-    lines += [f"  intensity_sum {_v(px['intensity'])}  steps {tr.steps}",
-              f"  r_e_sqr_m2 {R_E_SQR_M2:.15g}  fluence_per_m2 {tr.fluence_per_m2:.15g}",
-              f"  once-per-pixel factors: omega_sr {_v(px['omega'])}  polar {_v(px['polar'])}"
-              f"  capture {_v(px['capture'])}  (1 where applied per step instead; per-step "
-              f"flags thick, polar, omega = {tr.flags})",
-              f"  pixel_photons {_v(px['values'])}  as_float32 "
-              f"{float(np.float32(px['values'])):.9g}"]
+                yield f"{scope} source {s}", "scattering_per_m", g["scattering"][t, q, s]
+                yield f"{scope} source {s}", "polar", g["polar"][t, q, s]
+                yield f"{scope} source {s}", "cut_by_dmin", g["cut"][t, q, s]
+                yield from _step_entries(tr, t, q, s, f"{scope} source {s}")
+
+
+def _pixel_entries(tr: PixelTrace) -> Iterator[Entry]:
+    """Sums and scale factors; a factor applied per step shows its last step's value."""
+    px, g = tr.stages["pixel"], tr.stages["geometry"]
+    thick, pol, omg = tr.flags
+    yield "pixel", "intensity_sum", px["intensity"]
+    yield "pixel", "steps", np.array(tr.steps)
+    yield "pixel", "intensity_per_step", px["intensity"] / tr.steps
+    yield "pixel", "r_e_sqr_m2", np.array(R_E_SQR_M2)
+    yield "pixel", "fluence_per_m2", np.array(tr.fluence_per_m2)
+    yield "pixel", "oversample_thick", np.array(thick)
+    yield "pixel", "oversample_polar", np.array(pol)
+    yield "pixel", "oversample_omega", np.array(omg)
+    yield "pixel", "capture_fraction", g["capture"][-1, -1] if thick else px["capture"]
+    yield "pixel", "polar", g["polar"][-1, -1, -1] if pol else px["polar"]
+    yield "pixel", "omega_sr", g["omega"][-1, -1] if omg else px["omega"]
+    yield "pixel", "cos_2theta", np.dot(tr.incident[-1], g["diffracted"][-1, -1])
+    yield "pixel", "photons", px["values"]
+    yield "pixel", "photons_float32", np.float32(px["values"])
+
+
+def trace_entries(tr: PixelTrace) -> list[Entry]:
+    """Every quantity of the trace as (scope, name, values), in the C program's order."""
+    sources = [e for s in range(tr.incident.shape[0])
+               for e in ((f"source {s}", "incident", tr.incident[s]),
+                         (f"source {s}", "wavelength_m", tr.wavelengths_m[s]))]
+    return [*_frame_entries(tr), *_orientation_entries(tr), *sources, *_sample_entries(tr),
+            *_pixel_entries(tr)]
+
+
+def format_value(values) -> str:
+    """Numbers with 15 significant digits (booleans as 0/1), space separated."""
+    flat = np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()
+    return " ".join("nan" if math.isnan(v) else f"{v + 0.0:.15g}" for v in flat)  # no -0
+
+
+def format_trace(tr: PixelTrace) -> list[str]:
+    """One ``<scope>: <name> <values>`` line per quantity, after a title line."""
+    lines = [f"trace of pixel slow={tr.slow} fast={tr.fast}"]
+    lines += [f"{scope}: {name} {format_value(values)}"
+              for scope, name, values in trace_entries(tr)]
     return lines
