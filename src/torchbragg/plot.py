@@ -231,5 +231,5 @@ def _suptitle(shape: tuple[int, int], factor: int) -> str:
     if factor == 1:
         return ""
     slow, fast = shape
-    return (f"{slow} x {fast} pixels shown as {factor}x{factor} block maxima "
+    return (f"{fast} x {slow} pixels (fast x slow) shown as {factor}x{factor} block maxima "
             f"(difference: value of largest |value| per block)")

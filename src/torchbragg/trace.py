@@ -52,6 +52,7 @@ class PixelTrace:
     flags: tuple
     phi_deg: np.ndarray = field(default_factory=lambda: np.zeros(1))  # (phi steps,)
     rotation_deg: np.ndarray = field(default_factory=lambda: np.zeros(1))  # (phi steps,)
+    sensor_thickness_m: float = 0.0  # 0: no sensor absorption, every capture fraction is 1
     stages: dict = field(default_factory=dict)
 
     def lattice_factors(self) -> np.ndarray:
@@ -93,7 +94,7 @@ def trace_pixel(simulator, slow: int, fast: int) -> PixelTrace:
         steps=ctx.steps, fluence_per_m2=float(simulator.beam.fluence_per_m2),
         flags=(s.oversample_thick, s.oversample_polar, s.oversample_omega),
         phi_deg=np.degrees(nominal.numpy()), rotation_deg=np.degrees(used.numpy()),
-        stages=stages)
+        sensor_thickness_m=float(simulator.detector.config.thickness_m), stages=stages)
 
 
 def _frame_entries(tr: PixelTrace) -> Iterator[Entry]:
@@ -147,7 +148,8 @@ def _sample_entries(tr: PixelTrace) -> Iterator[Entry]:
             # the solid angle's obliquity factor, and the sensor's (for the capture fraction)
             yield scope, "obliquity", tr.frame["close_distance"] / g["airpath"][t, q]
             yield scope, "parallax", np.dot(g["diffracted"][t, q], tr.frame["odet"])
-            yield scope, "capture_fraction", g["capture"][t, q]
+            absorbed = g["capture"][t, q] if tr.sensor_thickness_m > 0 else np.array(1.0)
+            yield scope, "capture_fraction", absorbed
             yield scope, "diffracted", g["diffracted"][t, q]
             for s in range(tr.incident.shape[0]):
                 yield f"{scope} source {s}", "scattering_per_m", g["scattering"][t, q, s]
