@@ -105,6 +105,10 @@ def test_bad_run_both_input_is_one_line(tmp_path, monkeypatch, capsys):
     assert "the C run failed (exit 3): boom" in _one_line(capsys)
     assert main(["--images", "a", "b", "--", "-N", "5"]) == 2
     assert "arguments after -- are for --c-binary" in _one_line(capsys)
+    assert main(["--images", "a", "b", "--tb-args", "-N 5"]) == 2
+    assert "--tb-args applies to --c-binary only" in _one_line(capsys)
+    assert main(["--traces", "a", "b", "--png", "x.png"]) == 2
+    assert "--png applies to --c-binary or --images only" in _one_line(capsys)
 
 
 C_BINARY = os.environ.get("TORCHBRAGG_C_BINARY")

@@ -163,6 +163,25 @@ def compare_run_both(args, nanobragg_args: list[str]) -> int:
     return _report(both.comparison, failed)
 
 
+# options that mean something in one use only: (option, attribute, default, uses)
+_ONE_USE = (("--c-args", "c_args", "", "c_binary"), ("--tb-args", "tb_args", "", "c_binary"),
+            ("--c-threads", "c_threads", 1, "c_binary"), ("--size", "size", None, "images"),
+            ("--rtol", "rtol", 1e-6, "traces"), ("--png", "png", None, "c_binary images"),
+            ("--max-rel", "max_rel", None, "c_binary images"),
+            ("--min-corr", "min_corr", None, "c_binary images"),
+            ("--peaks", "peaks", 50, "c_binary images"),
+            ("--radius", "radius", 2.0, "c_binary images"))
+
+
+def _check_options_fit(args) -> None:
+    """An option given for another use is an error, not silently ignored."""
+    use = next(u for u in ("c_binary", "images", "traces") if getattr(args, u) is not None)
+    for option, attr, default, uses in _ONE_USE:
+        if getattr(args, attr) != default and use not in uses.split():
+            names = " or ".join("--" + u.replace("_", "-") for u in uses.split())
+            raise ValueError(f"{option} applies to {names} only")
+
+
 def run(argv: list[str]) -> int:
     """Dispatch on the use; the exit status."""
     ours, nanobragg_args = argv, []
@@ -170,6 +189,7 @@ def run(argv: list[str]) -> int:
         cut = argv.index("--")
         ours, nanobragg_args = argv[:cut], argv[cut + 1:]
     args = parser().parse_args(ours)
+    _check_options_fit(args)
     if args.c_binary is not None:
         return compare_run_both(args, nanobragg_args)
     if nanobragg_args:
