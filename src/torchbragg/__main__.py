@@ -1,5 +1,5 @@
 """``python -m torchbragg``: the nanoBragg-compatible command line."""
 
-from torchbragg.cli.main import console_main
+from torchbragg.cli.entry import torchbragg
 
-console_main()
+torchbragg()

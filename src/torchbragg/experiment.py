@@ -111,6 +111,8 @@ class Experiment:
             self.plan: Plan = resolve(state)
         except SetupError as err:
             raise ExperimentError(str(err)) from None
+        for line in self.plan.warnings:
+            warnings.warn(line, stacklevel=3)
         self.simulator = Simulator(self.plan.config, dtype, device, kernel)
 
     # -- what it is ------------------------------------------------------------------------

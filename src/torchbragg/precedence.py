@@ -66,6 +66,7 @@ class Plan:
     state: CState
     messages: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # torchbragg's, for stderr
 
 
 def _unit(v) -> tuple[np.ndarray, float]:
@@ -172,6 +173,27 @@ def _beam_centre(st: CState) -> dict:
                 fclose=fclose, sclose=sclose, pivot=pivot)
 
 
+def _warn_roi(st: CState, warns: list[str]) -> None:
+    """-roi beyond the detector: nanoBragg renders the part inside (maybe nothing)."""
+    xmin, xmax, ymin, ymax = st.roi
+    if xmin > xmax >= 0 or ymin > ymax >= 0:
+        return  # reversed: the scan already said so
+    outside = (xmin >= st.fpixels or ymin >= st.spixels or xmax >= st.fpixels
+               or ymax >= st.spixels)
+    if any(v >= 0 for v in st.roi) and outside:
+        warns.append(f"-roi {xmin} {xmax} {ymin} {ymax} reaches beyond the {st.fpixels} x "
+                     f"{st.spixels} detector (pixels 0..{st.fpixels - 1}, 0..{st.spixels - 1});"
+                     " only the part inside is rendered, as in nanoBragg")
+
+
+def _warn_axes(axes: dict, warns: list[str]) -> None:
+    """Detector axes that do not span a plane make every pixel lie on a line."""
+    if float(np.linalg.norm(np.cross(axes["fdet"], axes["sdet"]))) < 1e-6:
+        warns.append("the fast and slow detector axes are parallel, so the pixels lie on a "
+                     "line; nanoBragg renders it so, and so does this run (check "
+                     "-fdet_vector and -sdet_vector)")
+
+
 def _axes(st: CState, msgs: list[str]) -> dict[str, np.ndarray]:
     """Unit axes; an odet that is not already unit length is rebuilt from fdet x sdet."""
     f, _ = _unit(st.fdet)
@@ -274,11 +296,14 @@ def resolve(st: CState) -> Plan:
         For unreadable or malformed input files.
     """
     msgs: list[str] = []
+    warns: list[str] = []
     _check_values(st)
     _detector_size(st)
+    _warn_roi(st, warns)
     _fluence(st, msgs)
     centre = _beam_centre(st)
     axes = _axes(st, msgs)
+    _warn_axes(axes, warns)
     msgs.append("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel "
                 "5-17-17")
     phisteps, osc, phistep = _phi_steps(st)
@@ -304,7 +329,7 @@ def resolve(st: CState) -> Plan:
     crystal, info = _crystal(st, axes, msgs, (phisteps, osc, phistep), (domains, spread),
                              shared)
     info["rng_shared"] = shared
-    oversample = _oversample(st, info, frame, msgs)
+    oversample = _oversample(st, info, frame, msgs, warns)
     sf = _structure_factors(st, bool(interpolate), msgs, info)
     msgs.extend(f"thick{i} = {_g(thickstep * i * 1e6)} um" for i in range(nthick))
     msgs.extend(f"phi{i} = {_g((st.phi0 + phistep * i) * RTD)}" for i in range(phisteps))
@@ -320,7 +345,7 @@ def resolve(st: CState) -> Plan:
     # the C program's divergence count stays -1 when the sources come from a file
     n_div = -1 if st.source_path else len(divergence_offsets(hdiv, vdiv, st.round_div))
     info.update(frame=frame, hdiv=hdiv, vdiv=vdiv, disp=disp, n_div=n_div)
-    return Plan(config=config, state=st, messages=msgs, info=info)
+    return Plan(config=config, state=st, messages=msgs, info=info, warnings=warns)
 
 
 def _detector_config(st: CState, centre: dict, axes: dict, thick: tuple) -> DetectorConfig:
@@ -444,12 +469,25 @@ def _cell_report(real: torch.Tensor, recip: torch.Tensor, v_cell: float) -> list
     return lines
 
 
-def _oversample(st: CState, info: dict, frame: dict, msgs: list[str]) -> int:
+def c_int(value: float) -> int:
+    """C's conversion of a double to int on x86-64: truncation, INT_MIN when out of range."""
+    if not math.isfinite(value) or not -2.0**31 <= value < 2.0**31:
+        return -(2**31)
+    return int(value)
+
+
+def _oversample(st: CState, info: dict, frame: dict, msgs: list[str],
+                warns: list[str]) -> int:
     size = info["xtal_size_m"]
     msgs.append("crystal is " + " x ".join(_g(s * 1e6) for s in size) + " microns")
     biggest = max(size)
     recip_px = st.lambda0 * frame["distance"] / st.pixel_size
-    recommended = max(math.ceil(3.0 * biggest / recip_px), 1)
+    ratio = 3.0 * biggest / recip_px if recip_px > 0 else math.inf
+    wanted = math.ceil(ratio) if math.isfinite(ratio) else math.inf
+    recommended = max(c_int(float(wanted)), 1)
+    if st.oversample <= 0 and recommended == 1 and wanted > 1:
+        warns.append(f"the recommended oversampling ({_g(float(wanted))}) overflows nanoBragg's "
+                     "integer, which then uses 1, and so does this run; set -oversample")
     oversample = st.oversample
     if oversample <= 0:
         oversample = recommended

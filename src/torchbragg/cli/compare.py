@@ -207,7 +207,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"torchbragg-compare: error: {err}", file=sys.stderr)
         return 2
 
-
-def console_main() -> None:
-    """Console-script wrapper."""
-    sys.exit(main())

@@ -7,6 +7,7 @@ in a fraction of a second); :mod:`torchbragg.cli.simulate` does the rest.
 from __future__ import annotations
 
 import sys
+import warnings
 
 from torchbragg.cli.parse import UsageError, parse_args
 from torchbragg.cli.usage import usage_needed, usage_reason, usage_text
@@ -63,9 +64,34 @@ def run(argv: list[str]) -> int:
     return simulate(st, ext)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (numpy's included) as one line, without a source line."""
+    print(f"torchbragg: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: returns the exit status; bad input gives one line on stderr."""
+    """Entry point: returns the exit status; bad input gives one line on stderr.
+
+    An unexpected internal error also ends in one line (exit status 70); ``--debug`` shows
+    its traceback instead.
+    """
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _one_line_warning
+        try:
+            return _guarded(argv)
+        except Exception as err:  # noqa: BLE001 - anything else is a bug: one line, no traceback
+            if debug:
+                raise
+            print(f"torchbragg: internal error: {type(err).__name__}: {err} (rerun with "
+                  "--debug for the traceback, and please report it)", file=sys.stderr)
+            return 70
+
+
+def _guarded(argv: list[str]) -> int:
+    """Run, turning every kind of bad input into one line and an exit status."""
     try:
         return run(argv)
     except (UsageError, SetupError, InputFileError) as err:
@@ -89,7 +115,3 @@ def main(argv: list[str] | None = None) -> int:
         print("torchbragg: interrupted", file=sys.stderr)
         return 130
 
-
-def console_main() -> None:
-    """Console-script wrapper."""
-    sys.exit(main())

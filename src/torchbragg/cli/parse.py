@@ -74,17 +74,36 @@ def is_number(text: str) -> bool:
     return True
 
 
+_PLAIN_INT = re.compile(r"^[+-]?\d+$", re.ASCII)
+
+
 def _strict(option: str, kind: str, text: str) -> float | int | str:
+    """A value the user meant: a finite number (an integer as C's atoi reads it).
+
+    A whole number written otherwise than as plain digits where an integer is expected is
+    read as the C program reads it (the leading integer: '1e9' is 1), and
+    :func:`integer_note` says so; a fraction there is an error.
+    """
     if kind == "s":
         return text
     what = "an integer" if kind == "i" else "a finite number"
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else math.nan  # C reads ASCII digits only
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or (kind == "i" and value != int(value)):
         raise UsageError(f"option {option}: expected {what}, got '{text}'")
-    return int(value) if kind == "i" else value
+    return c_atoi(text) if kind == "i" else value
+
+
+def integer_note(option: str, kinds: str, texts: list[str]) -> str | None:
+    """A warning when an integer value is written so that atoi reads less than it says."""
+    for kind, text in zip(kinds, texts, strict=True):
+        if kind == "i" and not _PLAIN_INT.match(text) and c_atoi(text) != int(float(text)):
+            return (f"WARNING: option {option}: '{text}' is read as {c_atoi(text)}, not "
+                    f"{int(float(text))}: nanoBragg reads integers by their leading digits "
+                    f"(atoi), and so does this run; write {int(float(text))} if you mean it")
+    return None
 
 
 def _lenient(kind: str, text: str) -> float | int | str:
@@ -140,10 +159,43 @@ def _values(rule: Rule, argv: list[str], i: int, strict: bool) -> list | None:
     if rule.nargs <= 0:
         return []
     texts = argv[i + 1 : i + 1 + n]
-    kinds = rule.kinds if len(rule.kinds) == n else rule.kinds[0] * n
+    kinds = _kinds(rule, n)
     if strict:
         return [_strict(token, k, t) for k, t in zip(kinds, texts, strict=True)]
     return [_lenient(k, t) for k, t in zip(kinds, texts, strict=True)]
+
+
+_DETPIXELS = ("-detpixels", "-detpixels_f", "-detpixels_x", "-detpixels_s", "-detpixels_y")
+
+
+def value_note(pattern: str, values: list) -> str | None:
+    """A warning for a value nanoBragg accepts but probably not as the user meant, or None."""
+    first = values[0] if values else None
+    if pattern in _DETPIXELS and first == 0:  # negative counts are an error later
+        return (f"{pattern} {first}: nanoBragg then sizes the detector from -detsize "
+                "(default 102.4 mm) instead, and so does this run")
+    if pattern in ("-N", "-Na", "-Nb", "-Nc") and first <= 0:
+        return f"{pattern} {first}: nanoBragg uses one unit cell there, and so does this run"
+    if pattern == "-cell" and len(values) in (1, 2, 4, 5):
+        return (f"-cell with {len(values)} value(s): nanoBragg takes b and c equal to a and "
+                "angles of 90 degrees for the ones missing, and so does this run")
+    if pattern == "-pivot" and "sample" not in first and "beam" not in first:
+        return (f"-pivot {first}: neither 'sample' nor 'beam'; nanoBragg keeps the "
+                "convention's pivot, and so does this run")
+    if pattern == "-polar" and abs(first) > 1:
+        return (f"-polar {first}: a Kahn factor outside -1..1 can make the polarization "
+                "factor negative; nanoBragg uses it as given, and so does this run")
+    if pattern in ("-fluence", "-flux") and first < 0:
+        return f"{pattern} {first} is negative: the image will be negative, as in nanoBragg"
+    if pattern == "-roi" and (values[0] > values[1] or values[2] > values[3]):
+        return (f"-roi {' '.join(str(v) for v in values)}: a minimum above its maximum "
+                "selects no pixel; the image will be all zero, as in nanoBragg")
+    return None
+
+
+def _kinds(rule: Rule, n: int) -> str:
+    """The kind ('i', 'f', 's') of each of the ``n`` values of ``rule``."""
+    return rule.kinds if len(rule.kinds) == n else rule.kinds[0] * n
 
 
 def _consumed(rule: Rule, values: list) -> int:
@@ -188,7 +240,8 @@ def suggest(token: str) -> str:
 def _extensions(argv: list[str]) -> tuple[list[str], dict]:
     """Split off torchbragg's own ``--name [value]`` options."""
     flags = {"--allow-unknown": 0, "--dtype": 1, "--device": 1, "--memory-budget-mb": 1,
-             "--help": 0, "--kernel": 1, "--compile": 0, "--stale-phi0": 0}
+             "--help": 0, "--kernel": 1, "--compile": 0, "--stale-phi0": 0,
+             "--debug": 0}
     rest, ext = [], {}
     i = 0
     while i < len(argv):
@@ -229,6 +282,10 @@ def _scan_token(argv: list[str], i: int, st: CState, warnings: list[str]) -> int
             continue
         if is_primary:
             taken = _consumed(rule, values)
+            note = integer_note(token, _kinds(rule, taken), argv[i + 1:i + 1 + taken]) \
+                if taken and rule.nargs > 0 else None
+            surprise = value_note(rule.pattern, values) if values else None
+            warnings.extend(n for n in (note, surprise and f"WARNING: {surprise}") if n)
         else:
             note = _side_effect_warning(token, rule, st, values,
                                         argv[i + 1:i + 1 + _consumed(rule, values)])

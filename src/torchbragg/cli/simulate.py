@@ -6,6 +6,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import torch
 
 from torchbragg.cli.options import CState
@@ -13,6 +14,7 @@ from torchbragg.cli.outputs import write_outputs
 from torchbragg.cli.parse import UsageError
 from torchbragg.cli.printout import PrintoutObserver
 from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
+from torchbragg.errors import SetupError
 from torchbragg.experiment import Experiment
 from torchbragg.precedence import Plan
 from torchbragg.render import interpolation_warning
@@ -100,6 +102,21 @@ def _warn_phi0(crystal, stale: bool) -> None:
               "reproduces the released program)", file=sys.stderr)
 
 
+def check_finite(image: np.ndarray) -> None:
+    """Refuse to write an image with NaN or infinite pixels; warn where float32 overflows."""
+    bad = ~np.isfinite(image)
+    if bad.any():
+        slow, fast = (int(i) for i in np.argwhere(bad)[0])
+        raise SetupError(f"{int(bad.sum())} pixel(s) of the image are not finite (the first at "
+                         f"slow {slow}, fast {fast}); no file was written: check the structure "
+                         "factors, the fluence and the geometry")
+    over = int((np.abs(image) > np.finfo(np.float32).max).sum())
+    if over:
+        print(f"WARNING: {over} pixel(s) exceed the float32 range and are stored as inf, as "
+              "nanoBragg stores them; lower -default_F, the structure factors or the fluence",
+              file=sys.stderr)
+
+
 def check_outputs_writable(st: CState) -> None:
     """Fail before rendering when an output file's folder does not exist or is read-only."""
     paths = [st.float_path, st.int_path]
@@ -153,6 +170,8 @@ def simulate(st: CState, ext: dict) -> int:
     st.stale_phi0 = bool(ext.get("stale_phi0"))
     exp = Experiment.from_state(st, dtype=dtype, device=device, kernel=ext["kernel"])
     plan, sim = exp.plan, exp.simulator
+    for line in plan.warnings:
+        print(f"WARNING: {line}", file=sys.stderr)
     _warn_phi0(plan.config.crystal, st.stale_phi0)
     for line in plan.messages:
         _say(line)
@@ -173,6 +192,7 @@ def simulate(st: CState, ext: dict) -> int:
     _say(warning[-1] if warning else "")
     _say(solid_angle_line(float(out.omega_sum), config.steps))
     image = out.image.detach().to("cpu", torch.float64).numpy()
+    check_finite(image)
     write_outputs(image, config, st, plan.info["frame"], plan.info["rng_shared"], _say)
     if st.trace_pixel is not None:
         for line in format_trace(trace_pixel(sim, *st.trace_pixel)):
