@@ -26,6 +26,9 @@ AUTO_BUILD_PIXEL_STEPS = 20_000_000
 # Working memory of the fused kernel per (pixel, layer, sub-pixel, source): the geometry it
 # keeps in memory; the steps themselves stay in registers.
 FUSED_BYTES_PER_GROUP = 512
+# More (layer, sub-pixel, source) groups per pixel than this render on the reference path,
+# which generates them chunk by chunk.
+MAX_FUSED_GROUPS = 1 << 16
 
 
 @dataclass
@@ -199,6 +202,10 @@ class Simulator(nn.Module):
             return "interpolation"
         if not renderer.plain():
             return "-oversample_thick/_polar/_omega"
+        groups = (self.detector.config.thicksteps * renderer.sampling.oversample ** 2
+                  * len(self.beam.source_directions))
+        if groups > MAX_FUSED_GROUPS:  # its per-group tables are built whole
+            return f"more than {MAX_FUSED_GROUPS} (layer, sub-pixel, source) groups per pixel"
         return None
 
     def _needs_grad(self) -> bool:

@@ -14,6 +14,7 @@ from torchbragg.cli.usage import usage_needed, usage_reason, usage_text
 from torchbragg.config import KERNELS
 from torchbragg.errors import SetupError
 from torchbragg.io.errors import InputFileError
+from torchbragg.io.images import Terminated
 
 
 def _say(line: str) -> None:
@@ -114,4 +115,7 @@ def _guarded(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("torchbragg: interrupted", file=sys.stderr)
         return 130
+    except Terminated as err:  # SIGTERM while an output was written: nothing half-written
+        print(f"torchbragg: {err}", file=sys.stderr)
+        return 143
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import sys
 
 import numpy as np
 import torch
 
+from torchbragg.cli.eta import TYPICAL_RATE, RunClock
 from torchbragg.cli.options import CState
 from torchbragg.cli.outputs import write_outputs
 from torchbragg.cli.parse import UsageError
@@ -125,7 +127,11 @@ def check_outputs_writable(st: CState) -> None:
     for path in paths:
         if os.path.isdir(path):
             raise UsageError(f"cannot write {path}: it is a folder")
-        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            if not os.access(path, os.W_OK):  # a device or pipe is written through
+                raise UsageError(f"cannot write {path}: not writable")
+            continue
+        folder = os.path.dirname(os.path.realpath(path))  # a link's target is replaced
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise UsageError(f"cannot write {path}: folder {folder} does not exist or is not "
                              "writable")
@@ -151,8 +157,13 @@ def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> Ren
                                      s.oversample_omega), cfg.beam.nopolar)
         printout.lattice_m = sim.crystal().lattice_m.detach().cpu().numpy()
         renderer_hook = printout
+    cfg = plan.config
+    clock = RunClock(int(sim.rendered.sum()), cfg.steps * cfg.detector.thicksteps,
+                     TYPICAL_RATE.get(sim.rendered.device.type, TYPICAL_RATE["cpu"]),
+                     then=_progress(st, plan))
+    clock.start()
     with torch.no_grad():
-        out = sim.render(budget, progress=_progress(st, plan), observer=renderer_hook)
+        out = sim.render(budget, progress=clock, observer=renderer_hook)
     if printout is not None:
         for line in printout.lines:
             _say(line)

@@ -15,10 +15,15 @@ rendered, and the C program leaves them 0 in every output.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import secrets
-from collections.abc import Iterable
+import signal
+import stat
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +32,7 @@ __all__ = [
     "ImageStatistics",
     "IntImage",
     "PGMImage",
+    "Terminated",
     "auto_intfile_scale",
     "auto_pgm_scale",
     "format_c_g",
@@ -70,18 +76,98 @@ class ImageStatistics:
 
 @dataclass(frozen=True)
 class IntImage:
-    """Pixels for ``-intfile``, with the scale used (printed as ``"intfile_scale = %g"``)."""
+    """Pixels for ``-intfile``, with the scale used (printed as ``"intfile_scale = %g"``).
+
+    Attributes
+    ----------
+    pixels : numpy.ndarray of uint16, shape (slow, fast)
+        The SMV pixels.
+    scale : float
+        The scale applied to the float pixels.
+    clipped : int
+        In-ROI pixels above 65535 after scaling, written as 65535.
+    invalid : int
+        In-ROI pixels that are NaN after scaling (a NaN pixel, or an inf one times a zero
+        scale), written as 0.
+    """
 
     pixels: np.ndarray
     scale: float
+    clipped: int = 0
+    invalid: int = 0
+
+    def warnings(self, path: str | os.PathLike) -> list[str]:
+        """Return one line per kind of pixel the conversion could not represent.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file the pixels go to, named at the start of each line.
+
+        Returns
+        -------
+        list of str
+            Empty when every pixel fitted.
+        """
+        name = os.fspath(path)
+        lines = []
+        if self.clipped:
+            lines.append(f"{name}: {self.clipped} pixels exceed 65535 after scaling and are "
+                         "clipped, as nanoBragg does; lower -scale")
+        if self.invalid:
+            lines.append(f"{name}: {self.invalid} pixels are NaN after scaling (inf or NaN in "
+                         "the float image) and are written as 0, as nanoBragg does")
+        return lines
 
 
 @dataclass(frozen=True)
 class PGMImage:
-    """Pixels for ``-pgmfile``, with the scale used (printed as ``"pgm_scale = %g"``)."""
+    """Pixels for ``-pgmfile``, with the scale used (printed as ``"pgm_scale = %g"``).
+
+    Attributes
+    ----------
+    pixels : numpy.ndarray of uint8, shape (slow, fast)
+        The grey levels.
+    scale : float
+        The scale applied to the float pixels.
+    clipped : int
+        In-ROI pixels above 255 after scaling, written as 255. Not a warning: the automatic
+        scale puts 5 rms deviations at 250, so bright spots saturate in ordinary images.
+    wrapped : int
+        In-ROI pixels at or below -1 after scaling; C's cast wraps them around to arbitrary
+        grey levels.
+    invalid : int
+        In-ROI pixels that are NaN after scaling, written as 0.
+    """
 
     pixels: np.ndarray
     scale: float
+    clipped: int = 0
+    wrapped: int = 0
+    invalid: int = 0
+
+    def warnings(self, path: str | os.PathLike) -> list[str]:
+        """Return one line per kind of pixel that the grey levels misrepresent.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file the pixels go to, named at the start of each line.
+
+        Returns
+        -------
+        list of str
+            Empty when no pixel wrapped or was NaN (saturation at 255 is not reported).
+        """
+        name = os.fspath(path)
+        lines = []
+        if self.wrapped:
+            lines.append(f"{name}: {self.wrapped} pixels are negative after scaling and wrap "
+                         "around to arbitrary grey levels, as nanoBragg does")
+        if self.invalid:
+            lines.append(f"{name}: {self.invalid} pixels are NaN after scaling and are written "
+                         "as 0, as nanoBragg does")
+        return lines
 
 
 def format_c_g(value: float) -> str:
@@ -132,11 +218,15 @@ def roi_mask(shape: tuple[int, int], roi: Roi | None) -> np.ndarray:
 
 
 def _as_c_float(image: np.ndarray) -> np.ndarray:
-    """Round pixels to float32, as the C program stores them, checking they form a 2-D image."""
+    """Round pixels to float32, as the C program stores them, checking they form a 2-D image.
+
+    Values beyond the float32 range become inf silently, as C's conversion does.
+    """
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D image (slow, fast), got shape {image.shape}")
-    return image.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return image.astype(np.float32)
 
 
 def _sequential_sum(values: np.ndarray, block: int = 1 << 16) -> float:
@@ -178,7 +268,15 @@ def image_statistics(
     inside = roi_mask(pixels.shape, roi)
     rendered = inside if mask is None else inside & (np.asarray(mask) != 0)
     values = _selected(pixels, rendered)
+    # inf and NaN pixels give inf and NaN statistics, silently, as in C
+    with np.errstate(all="ignore"):
+        return _statistics(pixels, values, inside, rendered)
 
+
+def _statistics(
+    pixels: np.ndarray, values: np.ndarray, inside: np.ndarray, rendered: np.ndarray
+) -> ImageStatistics:
+    """Compute :class:`ImageStatistics` from the rendered ``values`` and the ROI pixels."""
     # Sums run in double in rendering order; C squares the float pixel in float precision.
     total = _sequential_sum(values)
     total_sqr = _sequential_sum(values * values)
@@ -274,7 +372,9 @@ def int_image(
     """Convert the rendered image to ``-intfile`` pixels as the C program does.
 
     Each pixel becomes ``v * scale + adc_offset``, clipped to [0, 65535], plus 0.5, rounded
-    to float32 and floored (C's ``floorf``). Pixels outside ``roi`` are 0, not ``adc_offset``.
+    to float32 and floored (C's ``floorf``); a NaN becomes 0, as C's cast gives on x86-64.
+    Pixels outside ``roi`` are 0, not ``adc_offset``. The clipped (above 65535) and NaN pixels
+    are counted; :meth:`IntImage.warnings` words them.
 
     Parameters
     ----------
@@ -295,20 +395,30 @@ def int_image(
     Returns
     -------
     IntImage
-        ``pixels`` (uint16, shape (slow, fast)) and the ``scale`` used.
+        ``pixels`` (uint16, shape (slow, fast)), the ``scale`` used, and the counts of
+        ``clipped`` and ``invalid`` (NaN) pixels.
     """
     pixels = _as_c_float(float_image)
     if scale is None or not scale > 0.0:
         if max_I is None:
             max_I = image_statistics(pixels, roi, mask).max_I
         scale = auto_intfile_scale(max_I)
-    counts = pixels.astype(np.float64) * scale + adc_offset
-    counts = np.where(counts > 65535.0, 65535.0, counts)
-    counts = np.where(counts < 0.0, 0.0, counts)
-    rounded = np.floor((counts + 0.5).astype(np.float32)).astype(np.float64)
-    result = _c_cast_to_unsigned(rounded, 16)
-    result[~roi_mask(pixels.shape, roi)] = 0
-    return IntImage(pixels=result, scale=float(scale))
+    inside = roi_mask(pixels.shape, roi)
+    with np.errstate(all="ignore"):  # inf * 0 is NaN, which C casts to 0
+        counts = pixels.astype(np.float64) * scale + adc_offset
+        clipped = _count(counts > 65535.0, inside)
+        invalid = _count(np.isnan(counts), inside)
+        counts = np.where(counts > 65535.0, 65535.0, counts)
+        counts = np.where(counts < 0.0, 0.0, counts)
+        rounded = np.floor((counts + 0.5).astype(np.float32)).astype(np.float64)
+        result = _c_cast_to_unsigned(rounded, 16)
+    result[~inside] = 0
+    return IntImage(pixels=result, scale=float(scale), clipped=clipped, invalid=invalid)
+
+
+def _count(condition: np.ndarray, inside: np.ndarray) -> int:
+    """Number of pixels inside the ROI where ``condition`` holds."""
+    return int(np.count_nonzero(condition & inside))
 
 
 def pgm_image(
@@ -321,7 +431,9 @@ def pgm_image(
     """Convert the rendered image to ``-pgmfile`` bytes as the C program does.
 
     Each pixel becomes ``v * pgm_scale``, clipped above at 255 (not below) and truncated to
-    an unsigned byte; pixels outside ``roi`` are 0.
+    an unsigned byte as C's cast does: values at or below -1 wrap around and NaN becomes 0.
+    Pixels outside ``roi`` are 0. Such pixels are counted; :meth:`PGMImage.warnings` words
+    them.
 
     Parameters
     ----------
@@ -340,25 +452,46 @@ def pgm_image(
     Returns
     -------
     PGMImage
-        ``pixels`` (uint8, shape (slow, fast)) and the ``scale`` used.
+        ``pixels`` (uint8, shape (slow, fast)), the ``scale`` used, and the counts of
+        ``clipped``, ``wrapped`` and ``invalid`` (NaN) pixels.
     """
     pixels = _as_c_float(float_image)
     if pgm_scale is None or not pgm_scale > 0.0:
         if rmsd is None:
             rmsd = image_statistics(pixels, roi).rmsd
         pgm_scale = auto_pgm_scale(rmsd, intfile_scale)
-    levels = pixels.astype(np.float64) * pgm_scale
-    levels = np.where(levels > 255.0, 255.0, levels)
-    result = _c_cast_to_unsigned(levels, 8)
-    result[~roi_mask(pixels.shape, roi)] = 0
-    return PGMImage(pixels=result, scale=float(pgm_scale))
+    inside = roi_mask(pixels.shape, roi)
+    with np.errstate(all="ignore"):
+        levels = pixels.astype(np.float64) * pgm_scale
+        clipped = _count(levels > 255.0, inside)
+        wrapped = _count(levels <= -1.0, inside)
+        invalid = _count(np.isnan(levels), inside)
+        levels = np.where(levels > 255.0, 255.0, levels)
+        result = _c_cast_to_unsigned(levels, 8)
+    result[~inside] = 0
+    return PGMImage(pixels=result, scale=float(pgm_scale), clipped=clipped, wrapped=wrapped,
+                    invalid=invalid)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived while :func:`write_atomic` was replacing a file.
+
+    Raised from a SIGTERM handler that :func:`write_atomic` installs while it writes (in the
+    main thread, and only when SIGTERM has its default action), so that the hidden temporary
+    file is removed before the program ends. Like ``KeyboardInterrupt`` it is not an
+    ``Exception``; callers that catch it should exit with status 143 (128 + SIGTERM).
+    """
 
 
 def write_atomic(path: str | os.PathLike, chunks: Iterable[bytes]) -> None:
     """Write a file so that readers never see it half-written.
 
-    The data go to a new file in the same directory (created with the usual permissions,
-    ``0o666`` less the umask), which then replaces ``path`` in one step.
+    The data go to a new file in the destination's directory (created with the usual
+    permissions, ``0o666`` less the umask, or those of the file it replaces), which then
+    replaces the destination in one step. A symbolic link is written through: its final
+    target is replaced and the link stays a link. An existing destination that is not a
+    regular file (a device such as ``/dev/null``, a FIFO) is opened and written directly,
+    as the C program does.
 
     Parameters
     ----------
@@ -366,37 +499,125 @@ def write_atomic(path: str | os.PathLike, chunks: Iterable[bytes]) -> None:
         Destination file.
     chunks : iterable of bytes
         Content, written in order.
+
+    Raises
+    ------
+    OSError
+        Any failure to write, with the message ``cannot write <path>: <reason>`` naming
+        ``path`` as given (no temporary name); the subclass follows the errno, e.g.
+        ``PermissionError``.
+    Terminated
+        SIGTERM arrived while writing; the temporary file has been removed.
     """
     path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        if _is_special(path):  # opened through the links, as /dev/stdout to a pipe must be
+            _write_directly(path, chunks)
+        else:
+            with _sigterm_raises(path):
+                _write_replacing(os.path.realpath(path), chunks)
+    except OSError as err:
+        raise _cannot_write(path, err) from None
+
+
+def _cannot_write(path: str, err: OSError) -> OSError:
+    """Return an OSError of the same errno saying ``cannot write <path>: <reason>``."""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.errno is None:
+        return OSError(f"cannot write {path}: {reason}")
+    return OSError(err.errno, f"cannot write {path}: {reason}")
+
+
+def _is_special(path: str) -> bool:
+    """Whether ``path``, links followed, exists and is neither a regular file nor a directory.
+
+    Raises ``IsADirectoryError`` for a directory; a missing file is a new regular file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    return not stat.S_ISREG(mode)
+
+
+def _write_directly(path: str, chunks: Iterable[bytes]) -> None:
+    """Open an existing device, FIFO or socket and write the chunks to it, as C's fopen does."""
+    with os.fdopen(os.open(path, os.O_WRONLY), "wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+
+
+def _write_replacing(target: str, chunks: Iterable[bytes]) -> None:
+    """Write a hidden temporary file beside ``target``, then rename it onto ``target``."""
+    directory, name = os.path.split(target)
     temporary = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except OSError as err:  # report the path the user gave, not the temporary name
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror}", path) from None
-    try:
         with os.fdopen(descriptor, "wb") as handle:
+            _keep_mode(handle.fileno(), target)
             for chunk in chunks:
                 handle.write(chunk)
-        try:
-            os.replace(temporary, path)
-        except OSError as err:
-            raise OSError(err.errno, f"cannot write {path}: {err.strerror}", path) from None
+        os.replace(temporary, target)
     except BaseException:
-        if os.path.exists(temporary):
+        with contextlib.suppress(OSError):  # never hide the error that brought us here
             os.unlink(temporary)
         raise
 
 
-def write_float_image(path: str | os.PathLike, float_image: np.ndarray) -> None:
+def _keep_mode(descriptor: int, target: str) -> None:
+    """Give the new file the permission bits of the file it replaces, if there is one."""
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return
+    os.fchmod(descriptor, stat.S_IMODE(mode))
+
+
+@contextlib.contextmanager
+def _sigterm_raises(path: str) -> Iterator[None]:
+    """Within the block, make SIGTERM raise :class:`Terminated` (once) instead of killing.
+
+    Only in the main thread and only while SIGTERM has its default action; a handler or an
+    ignore set by the program is left alone. The previous action is restored afterwards.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    raised = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not raised:  # a second SIGTERM must not interrupt the cleanup
+            raised.append(signum)
+            raise Terminated(f"terminated by SIGTERM while writing {path}")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def write_float_image(
+    path: str | os.PathLike, float_image: np.ndarray, warnings: list[str] | None = None
+) -> None:
     """Write ``-floatfile``: raw little-endian float32 pixels, fast index fastest, no header.
 
     Parameters
     ----------
     path : str or os.PathLike
-        Destination file, replaced atomically.
+        Destination file, replaced atomically (see :func:`write_atomic`).
     float_image : numpy.ndarray, shape (slow, fast)
-        Pixel values in photons; rounded to float32.
+        Pixel values in photons; rounded to float32 (values beyond its range become inf,
+        as in the C program).
+    warnings : list of str, optional
+        Receives one line when some pixels are inf or NaN (they are written as they are).
     """
     data = np.ascontiguousarray(_as_c_float(float_image), dtype="<f4")
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad and warnings is not None:
+        warnings.append(f"{os.fspath(path)}: {bad} pixels are inf or NaN (float32 overflows "
+                        "above 3.4e38) and are written as such, as nanoBragg does")
     write_atomic(path, [data.tobytes()])

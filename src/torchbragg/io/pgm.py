@@ -41,9 +41,11 @@ def write_pgm(path: str | os.PathLike, pixels: np.ndarray, pgm_scale: float) -> 
     Parameters
     ----------
     path : str or os.PathLike
-        Destination file, replaced atomically.
+        Destination file, replaced atomically; see :func:`torchbragg.io.images.write_atomic`
+        for links, devices, pipes and the errors raised.
     pixels : numpy.ndarray of uint8, shape (slow, fast)
-        Grey levels, e.g. :attr:`torchbragg.io.images.PGMImage.pixels`.
+        Grey levels, e.g. :attr:`torchbragg.io.images.PGMImage.pixels` (whose
+        :meth:`~torchbragg.io.images.PGMImage.warnings` tell which pixels wrapped or were NaN).
     pgm_scale : float
         Scale to record in the header comment.
     """
