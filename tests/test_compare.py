@@ -82,3 +82,20 @@ def test_reads_smv_images(tmp_path):
     image = read_image(path)
     assert image.ndim == 2 and image.max() > 0
     assert compare_images(image, image).max_rel == 0
+
+
+def test_raw_image_starting_with_a_brace_is_raw(tmp_path):
+    image = np.full((16, 16), 1.0, dtype="<f4")
+    image.view(np.uint8)[0, 0] = ord("{")  # the low mantissa byte of pixel (0, 0)
+    path = tmp_path / "brace.bin"
+    image.tofile(path)
+    assert np.array_equal(read_image(path), image.astype(np.float64))
+
+
+def test_json_is_strict_when_metrics_are_undefined(tmp_path):
+    zeros = tmp_path / "z.bin"
+    np.zeros((8, 8), dtype="<f4").tofile(zeros)
+    out = tmp_path / "z.json"
+    assert main(["--images", str(zeros), str(zeros), "--json", str(out)]) == 0
+    text = out.read_text()
+    assert "NaN" not in text and json.loads(text)["sum_ratio"] is None

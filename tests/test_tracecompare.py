@@ -20,6 +20,7 @@ from torchbragg.tracecompare import compare_traces, parse_trace
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 TRACES = sorted((GOLDEN / "traces").glob("*_s*_f*.txt"))
+PRINTOUTS = sorted((GOLDEN / "printouts").glob("*_s*_f*.txt"))  # the C program's blocks
 SMALL = ("-cell 70 80 90 75 85 95 -default_F 10 -lambda 1.0 -N 5 -distance 100 -pixel 0.1 "
          "-misset 10.5 -20.25 30.75 -detpixels 64 -nonoise -nopgm -noprogress")
 
@@ -83,6 +84,19 @@ def test_stale_phi0_trace_diverges_at_phi_step_0(tmp_path, monkeypatch, capsys):
                if d.name in ("phi_deg", "a_A") and not d.label.startswith("phi 0 "))
 
 
+@pytest.mark.parametrize("path", PRINTOUTS, ids=[p.stem for p in PRINTOUTS])
+def test_c_printout_matches_our_trace_both_ways(path, in_golden_folder):
+    printout = parse_trace(path.read_text())
+    assert printout.kind == "printout" and len(printout.quantities) == 14
+    ours = _our_trace(path, [])
+    for result in (compare_traces(printout, ours), compare_traces(ours, printout)):
+        assert len(result.differences) == 14
+        assert result.first is None, result.first.line()
+    c_trace = parse_trace((GOLDEN / "traces" / path.name).read_text())
+    result = compare_traces(printout, c_trace)  # the C trace lacks the last step's values
+    assert result.first is None and len(result.differences) == 5 and result.unmatched == 9
+
+
 def test_printout_block_matches_our_trace(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     out = _cli_output(f"{SMALL} -phisteps 2 -osc 1 -oversample 2 -trace_pixel 30 40 "
@@ -113,6 +127,28 @@ def test_traces_of_different_pixels_are_refused():
         compare_traces(a, b)
     with pytest.raises(ValueError, match="no trace found"):
         parse_trace("hello\n")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("TRACE_C_PHI phi_deg=0 k_frac=1 F_latt_b=1 F_latt=1\n", "line 1: TRACE_C_PHI without "
+                                                            "phi_tic"),
+    ("TRACE_C_PHI phi_tic=0 phi_deg\n", "line 1: expected key=value"),
+    ("TRACE_C: fdet_vec 0 x 1\n", "line 1: not numbers"),
+    ("trace of pixel slow=1 fast=2\nframe: fdet 0 y 1\n", "line 2: not numbers"),
+])
+def test_malformed_trace_lines_are_named(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_trace(text)
+
+
+def test_traces_with_nothing_in_common_are_refused():
+    ours = parse_trace("trace of pixel slow=1 fast=2\npixel: photons 1\n")
+    renamed = parse_trace("TRACE_C: pixel_value 1\nTRACE_C: other 2\n")
+    assert renamed.unknown == 2
+    with pytest.raises(ValueError, match="no quantity in common"):
+        compare_traces(renamed, ours)
+    with pytest.raises(ValueError, match="tolerance must be positive"):
+        compare_traces(ours, ours, rtol=0)
 
 
 def test_traces_from_the_command_line(in_golden_folder, capsys):

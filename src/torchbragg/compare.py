@@ -125,7 +125,7 @@ def read_image(path: str | os.PathLike, size: tuple[int, int] | None = None) -> 
             head = fh.read(16)
     except OSError as err:
         raise InputFileError(path, f"cannot read: {err.strerror}") from None
-    if head.startswith(b"{"):
+    if head.startswith(b"{\nHEADER_BYTES="):  # SMV; raw float32 may start with '{' too
         return read_smv(path).pixels.astype(np.float64)
     data = np.fromfile(path, dtype="<f4")
     if size is None:

@@ -121,9 +121,10 @@ def _orientation_entries(tr: PixelTrace) -> Iterator[Entry]:
             yield scope, f"{axis}_A", row * 1e10
 
 
-def _step_entries(tr: PixelTrace, t: int, q: int, s: int, prefix: str) -> Iterator[Entry]:
+def _step_entries(tr: PixelTrace, factors: np.ndarray | None, t: int, q: int, s: int,
+                  prefix: str) -> Iterator[Entry]:
+    """Each orientation's step of one (layer, sub-pixel, source) group."""
     st = tr.stages["steps"]
-    factors = tr.lattice_factors() if tr.shape == "square" else None
     for r in range(tr.lattice_m.shape[0]):
         scope = f"{prefix} {_orientation_scope(tr, r)}"
         yield scope, "hkl", st["hkl"][t, q, s, r]
@@ -137,7 +138,10 @@ def _step_entries(tr: PixelTrace, t: int, q: int, s: int, prefix: str) -> Iterat
 
 
 def _sample_entries(tr: PixelTrace) -> Iterator[Entry]:
+    """Each (layer, sub-pixel) sample, its sources and their steps."""
     g = tr.stages["geometry"]
+    factors = tr.lattice_factors() if tr.shape == "square" else None
+    per_step_capture = tr.sensor_thickness_m > 0 or tr.flags[0]
     n_t, n_q = g["omega"].shape
     for t in range(n_t):
         for q in range(n_q):
@@ -148,14 +152,16 @@ def _sample_entries(tr: PixelTrace) -> Iterator[Entry]:
             # the solid angle's obliquity factor, and the sensor's (for the capture fraction)
             yield scope, "obliquity", tr.frame["close_distance"] / g["airpath"][t, q]
             yield scope, "parallax", np.dot(g["diffracted"][t, q], tr.frame["odet"])
-            absorbed = g["capture"][t, q] if tr.sensor_thickness_m > 0 else np.array(1.0)
-            yield scope, "capture_fraction", absorbed
+            # the value used: 1 without a sensor thickness, unless -oversample_thick applies
+            # the layer formula anyway (0 then, as in nanoBragg)
+            used = g["capture"][t, q] if per_step_capture else np.array(1.0)
+            yield scope, "capture_fraction", used
             yield scope, "diffracted", g["diffracted"][t, q]
             for s in range(tr.incident.shape[0]):
                 yield f"{scope} source {s}", "scattering_per_m", g["scattering"][t, q, s]
                 yield f"{scope} source {s}", "polar", g["polar"][t, q, s]
                 yield f"{scope} source {s}", "cut_by_dmin", g["cut"][t, q, s]
-                yield from _step_entries(tr, t, q, s, f"{scope} source {s}")
+                yield from _step_entries(tr, factors, t, q, s, f"{scope} source {s}")
 
 
 def _pixel_entries(tr: PixelTrace) -> Iterator[Entry]:

@@ -19,12 +19,17 @@ a table of the scale factors that make up the pixel.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-Key = tuple  # ("frame",), ("sample", g, s, phi, mosaic), ("pixel",), ("last",), ...
+# Where a quantity belongs: ("frame",), ("crystal",), ("orientation", phi, mosaic),
+# ("source", s), ("sample", g), ("sample", g, s), ("sample", g, s, phi, mosaic), ("pixel",),
+# or ("last",) for a printout's value of the last step; g numbers (layer, sub-pixel) samples
+# in loop order.
+Key = tuple
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Quantity:
     key: Key
     label: str
     name: str
-    values: np.ndarray
+    values: np.ndarray  # (n,) in the unit its name says (SI where it says none)
     component: int | None = None
     rtol: float = 0.0
     atol: float = 0.0
@@ -47,18 +52,36 @@ class Quantity:
 
 @dataclass
 class Trace:
-    """A parsed trace: its kind ("torchbragg", "TRACE_C" or "printout") and quantities."""
+    """A parsed trace: its kind ("torchbragg", "TRACE_C" or "printout") and quantities.
+
+    ``unknown`` counts lines of the trace's format that name no quantity known here.
+    """
 
     kind: str
     quantities: list[Quantity] = field(default_factory=list)
     pixel: tuple[int, int] | None = None  # (slow, fast) where the trace says
+    unknown: int = 0
+
+    def last_of_each(self) -> dict[str, Quantity]:
+        """Name -> its last quantity in a sample or orientation scope: the last step's.
+
+        Only a complete trace (torchbragg's: every sample, source, phi step and domain) has
+        the last step; the C program's instrumented trace holds the first source and domain.
+        """
+        if self.kind != "torchbragg":
+            return {}
+        return {q.name: q for q in self.quantities if q.key[0] in ("sample", "orientation")}
 
 
 _BOOLS = {"True": 1.0, "False": 0.0}
 
 
-def _numbers(text: str) -> np.ndarray:
-    return np.array([_BOOLS[w] if w in _BOOLS else float(w) for w in text.split()])
+def _numbers(text: str, where: str = "") -> np.ndarray:
+    """Whitespace-separated numbers (True/False as 1/0); ValueError names ``where``."""
+    try:
+        return np.array([_BOOLS[w] if w in _BOOLS else float(w) for w in text.split()])
+    except ValueError:
+        raise ValueError(f"{where}: not numbers: {text.strip()[:60]!r}") from None
 
 
 # ---------------------------------------------------------------- torchbragg's -trace_pixel
@@ -92,17 +115,20 @@ def _our_key(scope: str, samples: dict) -> Key:
 def parse_torchbragg(lines: list[str]) -> Trace:
     """Quantities of torchbragg ``-trace_pixel`` output (other lines are skipped)."""
     trace, samples, inside = Trace("torchbragg"), {}, False
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         title = re.match(r"trace of pixel slow=(\d+) fast=(\d+)", line)
         if title:
+            if inside:
+                break  # a second trace: read the first
             trace.pixel, inside = (int(title.group(1)), int(title.group(2))), True
             continue
         m = _OUR_LINE.match(line.strip()) if inside else None
         if m is None:
             continue
         scope = m.group("scope")
+        values = _numbers(m.group("values"), f"line {number}")
         trace.quantities.append(Quantity(_our_key(scope, samples), scope, m.group("name"),
-                                         _numbers(m.group("values"))))
+                                         values))
     return trace
 
 
@@ -135,6 +161,9 @@ _C_NAMES = {
 }
 
 
+_C_SKIPPED = ("lambda_angstroms", "r_e_meters")  # the same values in other units
+
+
 def _c_key(level: str, block: int, phi: int = 0) -> tuple[Key, str]:
     """Key and label of a C value at ``level`` in ``block`` (first source, mosaic domain)."""
     return {
@@ -147,7 +176,25 @@ def _c_key(level: str, block: int, phi: int = 0) -> tuple[Key, str]:
     }[level]
 
 
+_PHI_FIELDS = ("phi_tic", "phi_deg", "k_frac", "F_latt_b", "F_latt")
+
+
+def _phi_fields(line: str, number: int) -> dict:
+    """The key=value fields of a ``TRACE_C_PHI`` line, all present and numeric."""
+    fields = {}
+    for item in line.split()[1:]:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"line {number}: expected key=value, got {item[:40]!r}")
+        fields[key] = float(_numbers(value, f"line {number}")[0]) if value else math.nan
+    missing = [k for k in _PHI_FIELDS if k not in fields]
+    if missing:
+        raise ValueError(f"line {number}: TRACE_C_PHI without {', '.join(missing)}")
+    return fields
+
+
 def _phi_quantities(fields: dict, block: int) -> list[Quantity]:
+    """A per-phi line's quantities: the angle, k, and the lattice factors of that step."""
     phi = int(fields["phi_tic"])
     key, label = _c_key("step", block, phi)
     okey, olabel = _c_key("orientation", block, phi)
@@ -160,22 +207,24 @@ def _phi_quantities(fields: dict, block: int) -> list[Quantity]:
 def parse_trace_c(lines: list[str]) -> Trace:
     """Quantities of an instrumented C build's ``TRACE_C:`` / ``TRACE_C_PHI`` lines."""
     trace, block, seen = Trace("TRACE_C"), -1, set()
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         config = re.search(r"spixel=(\d+), fpixel=(\d+)", line)
         if line.startswith("TRACE_CONFIG") and config:
             trace.pixel = (int(config.group(1)), int(config.group(2)))
         if line.startswith("TRACE_C_PHI"):
-            fields = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
-            found = _phi_quantities(fields, max(block, 0))
+            found = _phi_quantities(_phi_fields(line, number), max(block, 0))
         else:
-            m = re.match(r"TRACE_C: (\S+) (.*)", line)
-            if not m or m.group(1) not in _C_NAMES:
+            m = re.match(r"TRACE_C: (\S+) ?(.*)", line)
+            if not m:
+                continue
+            if m.group(1) not in _C_NAMES:
+                trace.unknown += m.group(1) not in _C_SKIPPED
                 continue
             level, name = _C_NAMES[m.group(1)]
             if name == "position_m":
                 block += 1
             key, label = _c_key(level, max(block, 0))
-            found = [Quantity(key, label, name, _numbers(m.group(2)))]
+            found = [Quantity(key, label, name, _numbers(m.group(2), f"line {number}"))]
         for q in found:
             ident = (q.key, q.name, q.component)
             if ident not in seen and (q.component is None or (q.key, q.name, None) not in seen):
@@ -234,9 +283,9 @@ def parse_printout(lines: list[str]) -> Trace:
             continue
         if trace.pixel is None:
             continue
-        row = re.match(r"^([XYZ]): (\S+) (\S+) (\S+)$", line)
+        row = re.match(r"^([XYZ]):\s+(\S+)\s+(\S+)\s+(\S+)$", line)
         if row:
-            rows.append(np.array([float(v) for v in row.groups()[1:]]))
+            rows.append(_numbers(" ".join(row.groups()[1:]), f"printout row {row.group(1)}"))
             if len(rows) == 3:
                 trace.quantities += _cell_rows(rows)
             continue
@@ -244,7 +293,7 @@ def parse_printout(lines: list[str]) -> Trace:
             m = re.match(pattern, line)
             for key, name, groups, (rtol, atol) in targets if m else ():
                 label = "last step" if key == ("last",) else "pixel"
-                values = np.array([float(m.group(g)) for g in groups])
+                values = _numbers(" ".join(m.group(g) for g in groups), f"printout {name}")
                 trace.quantities.append(Quantity(key, label, name, values, rtol=rtol,
                                                  atol=atol))
     return trace
@@ -274,13 +323,17 @@ class Difference:
     name: str
     reference: np.ndarray
     other: np.ndarray
-    rel: float
-    beyond: bool
+    rel: float  # max |other - reference| over the larger magnitude of the two
+    beyond: bool  # beyond the tolerance (NaN and a shape mismatch are)
 
     def line(self) -> str:
-        """``scope: name  reference ... | other ...  rel x``."""
-        ref, oth = (" ".join(f"{v:.10g}" for v in x) for x in (self.reference, self.other))
-        return f"{self.label}: {self.name}  {ref} | {oth}  (rel {self.rel:.3g})"
+        """``scope: name  reference ... | other ...  (rel x)``."""
+        return (f"{self.label}: {self.name}  {_short(self.reference)} | {_short(self.other)}"
+                f"  (rel {self.rel:.3g})")
+
+
+FACTORS = ("intensity_sum", "steps", "intensity_per_step", "r_e_sqr_m2", "fluence_per_m2",
+           "capture_fraction", "polar", "omega_sr", "photons", "photons_float32")
 
 
 @dataclass
@@ -298,15 +351,14 @@ class TraceComparison:
         return next((d for d in self.differences if d.beyond), None)
 
     def factors(self) -> list[Difference]:
-        """The scale factors of the pixel, and the first step's F_cell and F_latt."""
-        wanted = ("intensity_sum", "steps", "intensity_per_step", "r_e_sqr_m2",
-                  "fluence_per_m2", "capture_fraction", "polar", "omega_sr", "photons",
-                  "photons_float32")
-        pixel = {d.name: d for d in self.differences if d.label in ("pixel",)}
-        steps = [d for d in self.differences if d.name in ("F_cell", "F_latt")]
-        firsts = {d.name: d for d in reversed(steps)}
-        return [firsts[n] for n in ("F_cell", "F_latt") if n in firsts] + \
-            [pixel[n] for n in wanted if n in pixel]
+        """The first step's F_cell and F_latt, and the scale factors of the pixel."""
+        pixel = {d.name: d for d in self.differences if d.label == "pixel"}
+        steps = {}
+        for d in self.differences:
+            if d.name in ("F_cell", "F_latt"):
+                steps.setdefault(d.name, d)
+        return [steps[n] for n in ("F_cell", "F_latt") if n in steps] + \
+            [pixel[n] for n in FACTORS if n in pixel]
 
     def lines(self) -> list[str]:
         """A readable report: the verdict, the first divergence, the factor table."""
@@ -321,12 +373,14 @@ class TraceComparison:
             out.append(f"first divergence ({count} quantities beyond the tolerance):")
             out.append(f"  {first.line()}")
         out.append(f"scale factors ({ref} | {other}, relative difference):")
-        out += [f"  {d.name:<20} {_short(d.reference):>22} {_short(d.other):>22}  {d.rel:.3g}"
-                for d in self.factors()]
+        for d in self.factors():
+            name = d.name if d.label == "pixel" else f"{d.name} ({d.label})"
+            out.append(f"  {name:<20} {_short(d.reference):>22} {_short(d.other):>22}  "
+                       f"{d.rel:.3g}")
         return out
 
     def as_dict(self) -> dict:
-        """JSON-ready summary."""
+        """JSON-ready summary (non-finite numbers as None)."""
         first = self.first
         return {"compared": len(self.differences), "unmatched": self.unmatched,
                 "rtol": self.rtol,
@@ -338,44 +392,68 @@ def _short(values: np.ndarray) -> str:
     return " ".join(f"{v:.10g}" for v in values)
 
 
+def _finite_or_none(values) -> list:
+    return [float(v) if math.isfinite(v) else None for v in np.atleast_1d(values)]
+
+
 def _diff_dict(d: Difference) -> dict:
-    return {"scope": d.label, "name": d.name, "reference": d.reference.tolist(),
-            "other": d.other.tolist(), "rel": d.rel}
+    return {"scope": d.label, "name": d.name, "reference": _finite_or_none(d.reference),
+            "other": _finite_or_none(d.other),
+            "rel": d.rel if math.isfinite(d.rel) else None}
 
 
-def _index(trace: Trace) -> tuple[dict, dict]:
-    """(key, name) -> quantity, and name -> last quantity of that name in a sample scope."""
-    exact, last = {}, {}
+def _exact_index(trace: Trace) -> dict:
+    """(key, name) -> quantity; a whole vector wins over a single component of it."""
+    exact = {}
     for q in trace.quantities:
         known = exact.get((q.key, q.name))
         if known is None or (known.component is not None and q.component is None):
-            exact[(q.key, q.name)] = q  # a whole vector rather than one component
-        if q.key[0] in ("sample", "orientation"):
-            last[q.name] = q
-    return exact, last
+            exact[(q.key, q.name)] = q
+    return exact
 
 
-def _counterpart(q: Quantity, exact: dict, last: dict) -> Quantity | None:
-    if q.key == ("last",):
-        return last.get(q.name)
-    return exact.get((q.key, q.name))
+def _pairs(reference: Trace, other: Trace) -> list[tuple[Quantity, Quantity | None]]:
+    """Each reference quantity with its counterpart in ``other`` (None: there is none).
+
+    A printout's last-step value pairs with the last step of a complete trace, whichever
+    of the two is the reference.
+    """
+    exact = _exact_index(other)
+    other_last = other.last_of_each()
+    printout_last = {q.name: q for q in other.quantities if q.key == ("last",)}
+    reference_last = {id(q) for q in reference.last_of_each().values()}
+    pairs = []
+    for q in reference.quantities:
+        if q.key == ("last",):
+            match = other_last.get(q.name)
+        elif id(q) in reference_last and q.name in printout_last:
+            pairs.append((q, printout_last[q.name]))
+            match = exact.get((q.key, q.name))
+            if match is None:
+                continue
+        else:
+            match = exact.get((q.key, q.name))
+        pairs.append((q, match))
+    return pairs
 
 
 def _difference(ref: Quantity, other: Quantity, rtol: float) -> Difference:
-    a = np.asarray(other.values, dtype=np.float64)
-    b = np.asarray(ref.values, dtype=np.float64)
-    if ref.component is not None and a.size == 3:
-        a = a[ref.component:ref.component + 1]
-    if other.component is not None and b.size == 3:
-        b = b[other.component:other.component + 1]
-    if a.shape != b.shape:
-        return Difference(ref.label, ref.name, b, a, float("inf"), True)
-    scale = max(float(np.max(np.abs(b), initial=0.0)), float(np.max(np.abs(a), initial=0.0)))
-    err = float(np.max(np.abs(a - b), initial=0.0))
+    """How far ``other`` is from ``ref`` (one component where either is a component)."""
+    ref_values = np.asarray(ref.values, dtype=np.float64)
+    other_values = np.asarray(other.values, dtype=np.float64)
+    if ref.component is not None and other_values.size == 3:
+        other_values = other_values[ref.component:ref.component + 1]
+    if other.component is not None and ref_values.size == 3:
+        ref_values = ref_values[other.component:other.component + 1]
+    if ref_values.shape != other_values.shape:
+        return Difference(ref.label, ref.name, ref_values, other_values, math.inf, True)
+    scale = max(float(np.max(np.abs(ref_values), initial=0.0)),
+                float(np.max(np.abs(other_values), initial=0.0)))
+    err = float(np.max(np.abs(other_values - ref_values), initial=0.0))
     allowed = max(rtol, ref.rtol, other.rtol) * scale + max(ref.atol, other.atol)
-    rel = err / scale if scale > 0 else 0.0
+    rel = err / scale if scale > 0 else (0.0 if err == 0 else math.nan)
     beyond = not err <= allowed  # NaN is beyond
-    return Difference(ref.label, ref.name, b, a, rel, beyond)
+    return Difference(ref.label, ref.name, ref_values, other_values, rel, beyond)
 
 
 def compare_traces(reference: Trace, other: Trace, rtol: float = 1e-6) -> TraceComparison:
@@ -383,18 +461,23 @@ def compare_traces(reference: Trace, other: Trace, rtol: float = 1e-6) -> TraceC
 
     A quantity differs beyond the tolerance when max |other - reference| exceeds ``rtol``
     times the larger magnitude of the two (vectors: the largest component), widened to the
-    precision either trace printed it with.
+    precision either trace printed it with. Raises ValueError when the traces are of
+    different pixels or have no quantity in common.
     """
+    if not rtol > 0:
+        raise ValueError(f"the tolerance must be positive, got {rtol:g}")
     if reference.pixel is not None and other.pixel is not None \
             and reference.pixel != other.pixel:
         raise ValueError(f"the traces are of different pixels: slow, fast {reference.pixel} "
                          f"and {other.pixel}")
-    exact, last = _index(other)
-    differences, unmatched = [], 0
-    for q in reference.quantities:
-        counterpart = _counterpart(q, exact, last)
-        if counterpart is None:
+    differences, unmatched = [], reference.unknown
+    for q, match in _pairs(reference, other):
+        if match is None:
             unmatched += 1
-            continue
-        differences.append(_difference(q, counterpart, rtol))
+        else:
+            differences.append(_difference(q, match, rtol))
+    if not differences:
+        raise ValueError(f"the traces have no quantity in common ({reference.kind}: "
+                         f"{len(reference.quantities)}, {other.kind}: "
+                         f"{len(other.quantities)})")
     return TraceComparison((reference.kind, other.kind), differences, unmatched, rtol)

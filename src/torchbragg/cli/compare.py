@@ -3,7 +3,7 @@
 Three uses::
 
     torchbragg-compare --c-binary PATH [--c-args "..."] [--tb-args "..."] [--c-threads N]
-                       [options] -- <nanoBragg arguments>
+                       [--timeout S] [--rtol X] [options] -- <nanoBragg arguments>
     torchbragg-compare --images REFERENCE IMAGE [--size FAST SLOW] [options]
     torchbragg-compare --traces REFERENCE OTHER [--rtol X] [--json FILE]
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 
@@ -67,13 +68,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-corr", type=float, help="fail when the correlation is below this")
     p.add_argument("--rtol", type=float, default=1e-6,
                    help="traces: relative difference beyond which a quantity differs (1e-6)")
+    p.add_argument("--timeout", type=float, help="run both: seconds each program may take")
     p.add_argument("--peaks", type=int, default=50, help="brightest peaks to register (50)")
     p.add_argument("--radius", type=float, default=2.0,
                    help="pixels within which peaks match (2)")
     return p
 
 
-def thresholds_met(result, max_rel: float | None, min_corr: float | None) -> list[str]:
+def unmet_thresholds(result, max_rel: float | None, min_corr: float | None) -> list[str]:
     """The thresholds that do not hold, as lines (empty: all hold)."""
     failed = []
     if max_rel is not None and not result.max_rel <= max_rel:
@@ -83,9 +85,44 @@ def thresholds_met(result, max_rel: float | None, min_corr: float | None) -> lis
     return failed
 
 
+def _plain(value):
+    """``value`` with NaN and infinities as None, so the JSON is strict."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _write_json(path: str | None, data: dict) -> None:
     if path:
-        write_atomic(path, [(json.dumps(data, indent=1) + "\n").encode()])
+        text = json.dumps(_plain(data), indent=1, allow_nan=False)
+        write_atomic(path, [(text + "\n").encode()])
+
+
+def _check_options(args) -> None:
+    """Values out of range, and outputs that could not be written, before any work."""
+    for name, value, ok in (("--rtol", args.rtol, args.rtol > 0),
+                            ("--peaks", args.peaks, args.peaks >= 1),
+                            ("--radius", args.radius, args.radius >= 0),
+                            ("--c-threads", args.c_threads, args.c_threads >= 1),
+                            ("--timeout", args.timeout, args.timeout is None
+                             or args.timeout > 0)):
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            raise ValueError(f"{name} {value} is out of range")
+    for path in (args.json, args.png):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            raise ValueError(f"cannot write {path}: folder {folder} does not exist or is not "
+                             "writable")
+    if args.png:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ImportError("--png needs matplotlib: pip install 'torchbragg[plot]'") \
+                from None
 
 
 def _write_png(path: str | None, reference, image, titles: tuple[str, str]) -> None:
@@ -95,7 +132,7 @@ def _write_png(path: str | None, reference, image, titles: tuple[str, str]) -> N
         comparison_png(reference, image, path, titles)
 
 
-def _report(result, failed: list[str]) -> int:
+def _report(failed: list[str]) -> int:
     for line in failed:
         print(f"torchbragg-compare: threshold not met: {line}")
     return 1 if failed else 0
@@ -110,11 +147,11 @@ def compare_two_images(args) -> int:
     result = compare_images(reference, image, args.peaks, args.radius)
     for line in result.lines():
         print(line)
-    failed = thresholds_met(result, args.max_rel, args.min_corr)
+    failed = unmet_thresholds(result, args.max_rel, args.min_corr)
     _write_json(args.json, dict(result.as_dict(), reference=args.images[0],
                                 image=args.images[1], thresholds_met=not failed))
     _write_png(args.png, reference, image, (args.images[0], args.images[1]))
-    return _report(result, failed)
+    return _report(failed)
 
 
 def compare_two_traces(args) -> int:
@@ -132,7 +169,10 @@ def compare_two_traces(args) -> int:
             traces.append(parse_trace(text))
         except ValueError as err:
             raise InputFileError(path, str(err)) from None
-    result = compare_traces(*traces, rtol=args.rtol)
+    try:
+        result = compare_traces(*traces, rtol=args.rtol)
+    except ValueError as err:
+        raise ValueError(f"{args.traces[0]} and {args.traces[1]}: {err}") from None
     for line in result.lines():
         print(line)
     _write_json(args.json, dict(result.as_dict(), reference=args.traces[0],
@@ -146,27 +186,27 @@ def compare_run_both(args, nanobragg_args: list[str]) -> int:
 
     if not nanobragg_args:
         raise ValueError("--c-binary needs the nanoBragg arguments after --")
-    if args.c_threads < 1:
-        raise ValueError(f"--c-threads must be at least 1, got {args.c_threads}")
     max_rel = RUN_BOTH_MAX_REL if args.max_rel is None else args.max_rel
     session = Session(args.c_binary, nanobragg_args, shlex.split(args.c_args),
-                      shlex.split(args.tb_args), args.c_threads, max_rel)
+                      shlex.split(args.tb_args), args.c_threads, max_rel, args.timeout,
+                      args.rtol)
     try:
         both = run_both(session, args.peaks, args.radius)
     finally:
         session.close()
     for line in both.lines():
         print(line)
-    failed = thresholds_met(both.comparison, max_rel, args.min_corr)
+    failed = unmet_thresholds(both.comparison, max_rel, args.min_corr)
     _write_json(args.json, dict(both.as_dict(), thresholds_met=not failed))
     _write_png(args.png, both.reference, both.image, ("C program", "torchbragg"))
-    return _report(both.comparison, failed)
+    return _report(failed)
 
 
 # options that mean something in one use only: (option, attribute, default, uses)
 _ONE_USE = (("--c-args", "c_args", "", "c_binary"), ("--tb-args", "tb_args", "", "c_binary"),
             ("--c-threads", "c_threads", 1, "c_binary"), ("--size", "size", None, "images"),
-            ("--rtol", "rtol", 1e-6, "traces"), ("--png", "png", None, "c_binary images"),
+            ("--rtol", "rtol", 1e-6, "c_binary traces"), ("--timeout", "timeout", None, "c_binary"),
+            ("--png", "png", None, "c_binary images"),
             ("--max-rel", "max_rel", None, "c_binary images"),
             ("--min-corr", "min_corr", None, "c_binary images"),
             ("--peaks", "peaks", 50, "c_binary images"),
@@ -182,14 +222,28 @@ def _check_options_fit(args) -> None:
             raise ValueError(f"{option} applies to {names} only")
 
 
+def _joined_values(argv: list[str]) -> list[str]:
+    """``--tb-args -N 6`` as ``--tb-args=-N 6``: argparse takes a leading '-' for an option."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in ("--c-args", "--tb-args") and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def run(argv: list[str]) -> int:
     """Dispatch on the use; the exit status."""
     ours, nanobragg_args = argv, []
     if "--" in argv:
         cut = argv.index("--")
         ours, nanobragg_args = argv[:cut], argv[cut + 1:]
-    args = parser().parse_args(ours)
+    args = parser().parse_args(_joined_values(ours))
     _check_options_fit(args)
+    _check_options(args)
     if args.c_binary is not None:
         return compare_run_both(args, nanobragg_args)
     if nanobragg_args:
