@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,15 +59,42 @@ CONVENTION_AXES = {
 }
 
 
+@dataclass(frozen=True)
+class NumberedLines:
+    """``count`` lines ``line(i)``, made as they are printed.
+
+    The C program prints one line per phi step or sensor layer; a run with millions of them
+    should not hold millions of strings.
+    """
+
+    count: int
+    line: Callable[[int], str]
+
+    def __iter__(self) -> Iterator[str]:
+        return (self.line(i) for i in range(self.count))
+
+
 @dataclass
 class Plan:
-    """A resolved run: the simulation, what to write, and the C program's messages so far."""
+    """A resolved run: the simulation, what to write, and the C program's messages so far.
+
+    ``messages`` holds lines and runs of :class:`NumberedLines`; :meth:`lines` gives them in
+    order.
+    """
 
     config: SimulationConfig
     state: CState
-    messages: list[str] = field(default_factory=list)
+    messages: list[str | NumberedLines] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # torchbragg's, for stderr
+
+    def lines(self) -> Iterator[str]:
+        """The C program's messages, one line at a time."""
+        for item in self.messages:
+            if isinstance(item, str):
+                yield item
+            else:
+                yield from item
 
 
 def _unit(v) -> tuple[np.ndarray, float]:
@@ -90,7 +118,8 @@ def apply_smv_headers(st: CState) -> list[str]:
         if path is None:
             continue
         lines.append(f"reading {path}")
-        header = smv.smv_header_geometry(smv.read_smv(path).header_text, role, st.pixel_size)
+        header = smv.smv_header_geometry(smv.read_smv(path).header_text, role, st.pixel_size,
+                                         path=path)
         st.fpixels, st.spixels = header["size_fast"], header["size_slow"]
         st.pixel_size = header["pixel_size_m"]
         st.detsize_f, st.detsize_s = header["detsize_f_m"], header["detsize_s_m"]
@@ -331,9 +360,11 @@ def resolve(st: CState) -> Plan:
     info["rng_shared"] = shared
     oversample = _oversample(st, info, frame, msgs, warns)
     sf = _structure_factors(st, bool(interpolate), msgs, info)
-    msgs.extend(f"thick{i} = {_g(thickstep * i * 1e6)} um" for i in range(nthick))
-    msgs.extend(f"phi{i} = {_g((st.phi0 + phistep * i) * RTD)}" for i in range(phisteps))
-    beam = _beam(st, axes, hdiv, vdiv, disp, msgs)
+    warns.extend(info.pop("reader_warnings", []))
+    phi0 = st.phi0
+    msgs.append(NumberedLines(nthick, lambda i: f"thick{i} = {_g(thickstep * i * 1e6)} um"))
+    msgs.append(NumberedLines(phisteps, lambda i: f"phi{i} = {_g((phi0 + phistep * i) * RTD)}"))
+    beam = _beam(st, axes, hdiv, vdiv, disp, msgs, warns)
     msgs.append(f"  created a total of {domains} mosaic domains")
     sampling = SamplingConfig(oversample=oversample, oversample_thick=st.oversample_thick,
                               oversample_polar=st.oversample_polar,
@@ -518,6 +549,7 @@ def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
             raise SetupError("no -hkl file and no dump file to read, and -default_F is 0")
     elif table is None:
         table = _read_hkl(st, msgs)
+        info["reader_warnings"] = list(table.warnings)
     info["n_hkl_read"] = 0 if table is None else table.n_entries
     if table is None or table.n_entries == 0:
         return StructureFactorConfig(grid=None, default_F=st.default_F, interpolate=False)
@@ -542,12 +574,14 @@ def _read_hkl(st: CState, msgs: list[str]) -> hkl_io.HKLTable:
     return table
 
 
-def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str]) -> BeamConfig:
+def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str],
+          warns: list[str]) -> BeamConfig:
     grid = {}
     if st.source_path is not None:
         table = sources_io.apply_source_defaults(sources_io.read_sources(st.source_path),
                                                  axes["beam"], st.lambda0, SOURCE_DISTANCE_M)
         pos, weights, lambdas = table.position_m, table.weight, table.wavelength_m
+        warns.extend(table.warnings)
     else:
         offsets = divergence_offsets(hdiv, vdiv, st.round_div)
         msgs.extend(f"divergence deviation: {_g(h)} {_g(v)}" for h, v in offsets)

@@ -52,15 +52,19 @@ def test_comments_blanks_duplicates_and_formats(write_text):
         "  1  2  3   10.5   0.3  45.0\r\n"
         "-1 -2 -3 2e1 # trailing comment\n"
         "\t1\t2\t3\t11.5\n"  # repeat: the last one wins, as in the C program
-        "1.0 0 0 nan\n",
+        "1.0 0 0 7e0\n",
     )
     table = read_hkl(path, default_F=1.0)
     assert table.ranges == (-1, 1, -2, 2, -3, 3)
     assert table.n_entries == 4
     assert table.F[2, 4, 6] == 11.5
     assert table.F[0, 0, 0] == 20.0
-    assert np.isnan(table.F[2, 2, 3])
+    assert table.F[2, 2, 3] == 7.0
     assert table.F[1, 1, 1] == 1.0
+    assert table.warnings == [
+        f"{path} line 5: 1 2 3 repeats line 3 with a different F (11.5, was 10.5); "
+        "nanoBragg keeps the last value"
+    ]
 
 
 @pytest.mark.parametrize(

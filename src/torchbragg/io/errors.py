@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 import re
+from typing import BinaryIO
 
 __all__ = [
     "NUMBER_PATTERN",
     "InputFileError",
     "c_atof",
     "c_number_prefix",
+    "open_input",
     "parse_number",
     "read_input_bytes",
+    "read_or_fail",
     "show_text",
 ]
 
@@ -71,12 +74,55 @@ def read_input_bytes(path: str | os.PathLike) -> bytes:
     bytes
         The file's content.
     """
+    with open_input(path) as handle:
+        return read_or_fail(handle, path)
+
+
+def open_input(path: str | os.PathLike) -> BinaryIO:
+    """Open an input file for reading in binary, turning failures into :class:`InputFileError`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to open.
+
+    Returns
+    -------
+    BinaryIO
+        The open file; close it (``with``) when done.
+    """
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return open(path, "rb")
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise InputFileError(path, f"cannot read file: {reason}") from None
+        raise _cannot_read(path, error) from None
+
+
+def read_or_fail(handle: BinaryIO, path: str | os.PathLike, size: int = -1) -> bytes:
+    """Read up to ``size`` bytes (all when -1), turning failures into :class:`InputFileError`.
+
+    Parameters
+    ----------
+    handle : BinaryIO
+        File opened by :func:`open_input`.
+    path : str or os.PathLike
+        Its name, for the message.
+    size : int
+        Most bytes to read; -1 reads to the end.
+
+    Returns
+    -------
+    bytes
+        What was read; empty at the end of the file.
+    """
+    try:
+        return handle.read(size)
+    except OSError as error:
+        raise _cannot_read(path, error) from None
+
+
+def _cannot_read(path: str | os.PathLike, error: OSError) -> InputFileError:
+    """The error for a file the operating system will not open or read."""
+    return InputFileError(path, f"cannot read file: {error.strerror or error}")
 
 
 def show_text(text: bytes | str, limit: int = 60) -> str:

@@ -10,6 +10,7 @@ computes them, so passing the renderer's own numbers reproduces the header byte 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -18,7 +19,13 @@ from typing import Literal
 
 import numpy as np
 
-from torchbragg.io.errors import InputFileError, c_atof, read_input_bytes
+from torchbragg.io.errors import (
+    InputFileError,
+    c_atof,
+    c_number_prefix,
+    read_input_bytes,
+    show_text,
+)
 from torchbragg.io.images import format_c_g, write_atomic
 
 __all__ = [
@@ -239,6 +246,57 @@ def c_header_value(header_text: str, keyword: str) -> float:
     return c_atof(header_text[equals + 1 :].encode("latin-1"))
 
 
+def _checked_header_value(path: str | os.PathLike, header_text: str, keyword: str) -> float | None:
+    """Read ``keyword`` as :func:`c_header_value` does, but refuse values the C program misreads.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file, for error messages.
+    header_text : str
+        Header text, ending at its first NUL byte.
+    keyword : str
+        Text to look for, e.g. ``"PIXEL_SIZE"``.
+
+    Returns
+    -------
+    float or None
+        None when ``keyword`` does not occur, else its finite value.
+
+    Raises
+    ------
+    InputFileError
+        Naming the header key, when the keyword has no ``=`` on its line, or its value does not
+        start with a number (the C program reads 0), or is NaN or infinite.
+    """
+    found = header_text.rfind(keyword)
+    if found < 0:
+        return None
+    equals = header_text.find("=", found + len(keyword))
+    if equals < 0 or "\n" in header_text[found:equals]:
+        raise InputFileError(
+            path,
+            f"header has {keyword} without '=' and a value on its line (nanoBragg would read "
+            "0 or the next entry's value)",
+        )
+    name = _key_name(header_text, found, equals, keyword)
+    rest = header_text[equals + 1 :]
+    text = show_text(re.split(r"[;\n]", rest, maxsplit=1)[0])
+    parsed = c_number_prefix(rest.encode("latin-1"))
+    if parsed is None:
+        raise InputFileError(path, f"header key {name} is {text}, not a number")
+    if not math.isfinite(parsed[0]):
+        raise InputFileError(path, f"header key {name} is {text}, not a finite number")
+    return parsed[0]
+
+
+def _key_name(header_text: str, found: int, equals: int, keyword: str) -> str:
+    """The whole key holding ``keyword`` (at ``found``), saying so when it is a longer key."""
+    start = max(header_text.rfind(mark, 0, found) for mark in "\n;{") + 1
+    key = header_text[start:equals].strip()
+    return keyword if key == keyword else f"{key} (read as {keyword})"
+
+
 def read_smv(path: str | os.PathLike) -> SMVImage:
     """Read an SMV image of unsigned 16-bit pixels (``-img`` and ``-mask`` inputs).
 
@@ -260,7 +318,9 @@ def read_smv(path: str | os.PathLike) -> SMVImage:
     Raises
     ------
     InputFileError
-        When the file cannot be read, is not SMV, has an unusable header or is truncated.
+        When the file cannot be read, is not SMV, has an unusable header (HEADER_BYTES, SIZE1,
+        SIZE2 or DETECTOR_DIMENSIONS that is not a finite number, naming the key) or is
+        truncated.
     """
     content = read_input_bytes(path)
     if len(content) < HEADER_BYTES:
@@ -295,8 +355,8 @@ def _header_text(raw: bytes) -> str:
 
 def _header_size(path: str | os.PathLike, text: str) -> int:
     """Read HEADER_BYTES the way the C program does, checking it is usable."""
-    value = c_header_value(text, "HEADER_BYTES")
-    if value != value:
+    value = _checked_header_value(path, text, "HEADER_BYTES")
+    if value is None:
         raise InputFileError(path, "not an SMV image: no HEADER_BYTES in the header")
     if not 1 <= value < 2**31:
         raise InputFileError(path, f"unusable HEADER_BYTES={format_c_g(value)}")
@@ -305,18 +365,18 @@ def _header_size(path: str | os.PathLike, text: str) -> int:
 
 def _image_size(path: str | os.PathLike, text: str) -> tuple[int, int]:
     """Return (fast, slow) pixel counts from SIZE1/SIZE2, or DETECTOR_DIMENSIONS."""
-    width = _c_int(c_header_value(text, "SIZE1"))
-    height = _c_int(c_header_value(text, "SIZE2"))
+    width = _c_int(_checked_header_value(path, text, "SIZE1"))
+    height = _c_int(_checked_header_value(path, text, "SIZE2"))
     if width == 0:
-        width = height = _c_int(c_header_value(text, "DETECTOR_DIMENSIONS"))
+        width = height = _c_int(_checked_header_value(path, text, "DETECTOR_DIMENSIONS"))
     if width <= 0 or height <= 0:
         raise InputFileError(path, "header gives no usable image size (SIZE1, SIZE2)")
     return width, height
 
 
-def _c_int(value: float) -> int:
-    """Truncate toward zero like a C ``(int)`` cast; NaN and huge values give -1."""
-    if value != value or abs(value) >= 2**31:
+def _c_int(value: float | None) -> int:
+    """Truncate toward zero like a C ``(int)`` cast; None (absent) and huge values give -1."""
+    if value is None or abs(value) >= 2**31:
         return -1
     return int(value)
 
@@ -335,14 +395,18 @@ def smv_header_geometry(
     header_text: str,
     role: Literal["img", "mask"],
     pixel_size_m: float = DEFAULT_PIXEL_SIZE_M,
+    *,
+    path: str | os.PathLike = "<header>",
 ) -> dict[str, float | int]:
     """Return the geometry the C program takes from an ``-img`` or ``-mask`` header.
 
     The C program reads the ``-mask`` header first, then the ``-img`` header, before any
     other option; every command-line option parsed afterwards overrides these values. So
     the precedence is: command line > ``-img`` header > ``-mask`` header > defaults
-    (see :func:`torchbragg.precedence.apply_smv_headers`). Each value is read with
-    :func:`c_header_value` and applied only when it is not NaN (key absent or ``nan``):
+    (see :func:`torchbragg.precedence.apply_smv_headers`). Each value is read as
+    :func:`c_header_value` reads it and applied only when its key occurs. A value that is not
+    a number (the C program reads 0), ``nan`` (the C program keeps its current value) or
+    infinite is an error naming the key. The values:
 
     - ``size_fast``, ``size_slow`` (SIZE1, SIZE2 or DETECTOR_DIMENSIONS): always set.
     - ``pixel_size_m`` = PIXEL_SIZE/1000.0 (else the ``pixel_size_m`` argument); then always
@@ -367,21 +431,27 @@ def smv_header_geometry(
         Which option named the file.
     pixel_size_m : float
         Pixel size in force before this header, metres (C default 0.1e-3).
+    path : str or os.PathLike
+        The image file, for error messages.
 
     Returns
     -------
     dict
         The keys above that the header sets; ``size_*``, ``pixel_size_m`` and ``detsize_*_m``
         are always present.
+
+    Raises
+    ------
+    InputFileError
+        When a value read is not a finite number, naming the file and the key.
     """
     if role not in ("img", "mask"):
         raise ValueError(f"role must be 'img' or 'mask', got {role!r}")
 
     def value(keyword: str) -> float | None:
-        number = c_header_value(header_text, keyword)
-        return None if number != number else number
+        return _checked_header_value(path, header_text, keyword)
 
-    size_fast, size_slow = _image_size("<header>", header_text)
+    size_fast, size_slow = _image_size(path, header_text)
     size = value("PIXEL_SIZE")
     if size is not None:
         pixel_size_m = size / 1000.0

@@ -6,7 +6,9 @@ wavelength in metres. Numbers are separated by any of `` \t,;:!``. Trailing colu
 left out and ``nan`` may stand for any column: such values get defaults (see
 :func:`apply_source_defaults`). Columns after the fifth are ignored, and blank lines skipped.
 Beyond the C program, ``#`` starts a comment, and a line holding anything but numbers is an
-error (the C reader would turn text into zeros).
+error (the C reader would turn text into zeros). So is an infinite value, and a source at
+0 0 0 (the C program would normalise it to a NaN direction). A negative weight is read as is,
+with a warning.
 
 The C program prints each source as ``"%g %g %g   %g %g"`` (X Y Z weight wavelength, before
 normalising), and never uses the weight in the intensity: every source counts equally.
@@ -14,9 +16,10 @@ normalising), and never uses the weight in the intensity: every source counts eq
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +31,9 @@ __all__ = ["SourceTable", "apply_source_defaults", "read_sources"]
 SOURCE_DISTANCE_M = 10.0
 
 _SEPARATORS = re.compile(rb"[ \t,;:!\r\v\f]+")
+_COLUMNS = ("X", "Y", "Z", "weight", "wavelength")
+# Warnings show this many lines, then count the rest.
+MAX_EXAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,21 @@ class SourceTable:
         Weights (read and printed by the C program, not used in the intensity).
     wavelength_m : numpy.ndarray of float64, shape (n,)
         Wavelengths in metres.
+    warnings : list of str
+        One sentence per surprise the C program accepts and this reader follows (a negative
+        weight), each starting with the file name and line; a few, then a count of the rest.
+    line_numbers : numpy.ndarray of int64, shape (n,), optional
+        The line each source was read from, for error messages.
+    path : str, optional
+        The file the sources were read from, for error messages.
     """
 
     position_m: np.ndarray
     weight: np.ndarray
     wavelength_m: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    line_numbers: np.ndarray | None = None
+    path: str | None = None
 
     def __len__(self) -> int:
         return len(self.weight)
@@ -63,33 +79,84 @@ def read_sources(path: str | os.PathLike) -> SourceTable:
     Returns
     -------
     SourceTable
-        One row per non-blank line.
+        One row per non-blank line, with ``warnings`` for negative weights.
 
     Raises
     ------
     InputFileError
-        For an unreadable file, a value that is not a number, or a file with no sources
-        (the C program stops with "reading source definition file").
+        For an unreadable file, a value that is not a number or is infinite, a source at
+        0 0 0, or a file with no sources (the C program stops with "reading source definition
+        file").
     """
     rows: list[list[float]] = []
+    numbers: list[int] = []
     for number, line in enumerate(read_input_bytes(path).split(b"\n"), start=1):
-        tokens = [token for token in _SEPARATORS.split(line.split(b"#", 1)[0]) if token]
-        if not tokens:
-            continue
-        values = [parse_number(token) for token in tokens[:5]]
-        if any(value is None for value in values):
-            raise InputFileError(
-                path,
-                f"expected up to 5 numbers (X Y Z weight wavelength), got {show_text(line)}",
-                number,
-            )
-        rows.append(values + [float("nan")] * (5 - len(values)))
+        row = _parse_source_line(path, line, number)
+        if row is not None:
+            rows.append(row)
+            numbers.append(number)
     if not rows:
         raise InputFileError(path, "no sources found (expected lines 'X Y Z weight wavelength')")
     table = np.array(rows, dtype=np.float64)
+    line_numbers = np.array(numbers, dtype=np.int64)
     return SourceTable(
-        position_m=table[:, 0:3].copy(), weight=table[:, 3].copy(), wavelength_m=table[:, 4].copy()
+        position_m=table[:, 0:3].copy(),
+        weight=table[:, 3].copy(),
+        wavelength_m=table[:, 4].copy(),
+        warnings=_negative_weight_warnings(path, table[:, 3], line_numbers),
+        line_numbers=line_numbers,
+        path=os.fspath(path),
     )
+
+
+def _parse_source_line(path: str | os.PathLike, line: bytes, number: int) -> list[float] | None:
+    """Read one line as X Y Z weight wavelength, NaN for those left out; None when blank."""
+    tokens = [token for token in _SEPARATORS.split(line.split(b"#", 1)[0]) if token]
+    if not tokens:
+        return None
+    values = [parse_number(token) for token in tokens[:5]]
+    if any(value is None for value in values):
+        raise InputFileError(
+            path,
+            f"expected up to 5 numbers (X Y Z weight wavelength), got {show_text(line)}",
+            number,
+        )
+    for name, value, token in zip(_COLUMNS, values, tokens, strict=False):
+        if math.isinf(value):
+            raise InputFileError(
+                path,
+                f"{name} is {show_text(token)}, not a finite number (nan takes the default)",
+                number,
+            )
+    row = values + [float("nan")] * (5 - len(values))
+    if row[0] == row[1] == row[2] == 0.0:
+        raise InputFileError(path, _ZERO_POSITION, number)
+    return row
+
+
+_ZERO_POSITION = (
+    "source position X Y Z is 0 0 0, which gives no direction from the sample (nanoBragg "
+    "would normalise it to NaN)"
+)
+
+
+def _negative_weight_warnings(
+    path: str | os.PathLike, weight: np.ndarray, line_numbers: np.ndarray
+) -> list[str]:
+    """Warning lines for negative weights: the first few, then a count."""
+    name = os.fspath(path)
+    negative = np.flatnonzero(weight < 0)
+    warnings = [
+        f"{name} line {line_numbers[i]}: negative source weight ({weight[i]:g}); nanoBragg "
+        "never uses source weights in the intensity, so this source counts like the others"
+        for i in negative[:MAX_EXAMPLES]
+    ]
+    if len(negative) > MAX_EXAMPLES:
+        warnings.append(
+            f"{name}: {len(negative) - MAX_EXAMPLES} more sources with a negative weight; "
+            "nanoBragg ignores source weights in the intensity"
+        )
+    return warnings
 
 
 def apply_source_defaults(
@@ -117,11 +184,42 @@ def apply_source_defaults(
     Returns
     -------
     SourceTable
-        A new table without NaN.
+        A new table without NaN, keeping the warnings, line numbers and path.
+
+    Raises
+    ------
+    InputFileError
+        When a source ends up at 0 0 0, which gives no direction from the sample.
     """
     beam = np.asarray(beam_vector, dtype=np.float64).reshape(3)
     default_position = -source_distance_m * beam
     position = np.where(np.isnan(sources.position_m), default_position[None, :], sources.position_m)
+    _check_directions(sources, position, source_distance_m)
     weight = np.where(np.isnan(sources.weight), 1.0, sources.weight)
     wavelength = np.where(np.isnan(sources.wavelength_m), wavelength_m, sources.wavelength_m)
-    return SourceTable(position_m=position, weight=weight, wavelength_m=wavelength)
+    return SourceTable(
+        position_m=position,
+        weight=weight,
+        wavelength_m=wavelength,
+        warnings=list(sources.warnings),
+        line_numbers=sources.line_numbers,
+        path=sources.path,
+    )
+
+
+def _check_directions(sources: SourceTable, position_m: np.ndarray, distance_m: float) -> None:
+    """Raise :class:`InputFileError` for the first source at 0 0 0 after defaults."""
+    zero = np.flatnonzero((position_m == 0.0).all(axis=1))
+    if len(zero) == 0:
+        return
+    row = int(zero[0])
+    line = None if sources.line_numbers is None else int(sources.line_numbers[row])
+    where = sources.path if sources.path is not None else "<sources>"
+    if not np.isnan(sources.position_m[row]).any():
+        raise InputFileError(where, _ZERO_POSITION, line)
+    raise InputFileError(
+        where,
+        "source position is 0 0 0 once its missing coordinates take their defaults "
+        f"(-{distance_m:g} m times the beam direction), which gives no direction from the sample",
+        line,
+    )
