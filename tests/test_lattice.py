@@ -140,7 +140,7 @@ def test_triclinic_cell_matches_c_printout():
 
 def report_lines(argv, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    return resolve(parse_args(argv.split()).state).messages
+    return list(resolve(parse_args(argv.split()).state).lines())
 
 
 def test_cell_report_recp_angles_and_volume_match_c(monkeypatch, tmp_path):

@@ -125,7 +125,7 @@ class Experiment:
     @property
     def messages(self) -> list[str]:
         """What the C program would have printed while setting up."""
-        return self.plan.messages
+        return list(self.plan.lines())
 
     @property
     def device(self) -> torch.device:

@@ -43,6 +43,8 @@ from torchbragg.physics import capture_fraction, lattice_factor, polarization_fa
 # Default working memory per chunk. On CPU small chunks stay in cache and avoid page faults
 # (64 MiB measured fastest on the Pilatus benchmark); on a GPU large chunks amortise launches.
 DEFAULT_MEMORY_BUDGET_MB = {"cpu": 64, "cuda": 2048}
+# Orientations per run when they are computed a run at a time (see crystal.LatticeRuns).
+LAZY_RUN = 4096
 # Rough peak bytes per (pixel, step) evaluation in float64, and extra for tricubic lookup.
 BYTES_PER_EVAL = 480
 BYTES_PER_INTERP_EVAL = 64 * 8 * 4
@@ -150,7 +152,7 @@ class Renderer:
         if per_step:
             total = self._accumulate_recurrence(ctx, geo, size, flags)
         else:
-            total = ctx.i_bg + self._plain_sum(ctx, geo)
+            total = ctx.i_bg + self._plain_sum(ctx, geo, size)
         once = self._once_per_pixel(geo, flags)
         values = ctx.scale * total * once["omega"] * once["polar"] * once["capture"]
         self._observe("pixel", intensity=total, values=values, **once)
@@ -174,7 +176,7 @@ class Renderer:
             if per_step:
                 total = self._accumulate_recurrence(ctx, geo, size, flags, start=total)
             else:
-                total = total + self._plain_sum(ctx, geo)
+                total = total + self._plain_sum(ctx, geo, size)
             self._pick_once(geo, groups, found)
         once = self._once_from_picks(found, flags, total)
         values = ctx.scale * total * once["omega"] * once["polar"] * once["capture"]
@@ -221,12 +223,15 @@ class Renderer:
     def _orientation_runs(self, ctx: Context, orientation_chunk: int | None) -> tuple[int, bool]:
         """Orientations per run, and whether steps must be kept apart (not just summed).
 
-        Steps are kept apart for the per-step corrections, for interpolation (whose switch-off
-        follows loop order, so it never splits orientations) and when orientations are split.
+        Steps are kept apart for the per-step corrections and for interpolation (whose
+        switch-off follows loop order, so it never splits orientations); otherwise runs of
+        orientations are summed one after another.
         """
         n_orient = ctx.orient.lattice_m.shape[0]
         size = n_orient if self.interp.active else (orientation_chunk or n_orient)
-        return size, any(self._flags()) or size < n_orient or self.interp.active
+        if ctx.orient.lazy and not self.interp.active:
+            size = min(size, LAZY_RUN)  # computed a run at a time
+        return size, any(self._flags()) or self.interp.active
 
     def _flags(self) -> tuple[bool, bool, bool]:
         s = self.sampling
@@ -302,18 +307,30 @@ class Renderer:
         term = torch.where(counts, amplitude * amplitude, 0.0)
         return term, counts
 
-    def _plain_sum(self, ctx: Context, geo: dict) -> torch.Tensor:
+    def _plain_sum(self, ctx: Context, geo: dict, size: int | None = None) -> torch.Tensor:
         """(P,) sum of F_cell^2 F_latt^2 over all steps, when nothing multiplies the running sum.
 
-        Steps with F_latt = 0 add 0 here, so only the -dmin cut needs a mask.
+        Orientations are taken ``size`` at a time (all at once by default). Steps with
+        F_latt = 0 add 0 here, so only the -dmin cut needs a mask.
         """
+        lattice = ctx.orient.lattice_m
+        n = lattice.shape[0]
+        size = size or n
+        total = None
+        for first in range(0, n, size):
+            part = self._plain_run(ctx, geo, lattice[first:first + size])
+            total = part if total is None else total + part
+        return total
+
+    def _plain_run(self, ctx: Context, geo: dict, lattice: torch.Tensor) -> torch.Tensor:
+        """(P,) sum over the steps of one run of orientations ``lattice`` (R', 3, 3)."""
         if self.observer is not None:
-            term, _ = self._terms(ctx, geo, ctx.orient.lattice_m)
+            term, _ = self._terms(ctx, geo, lattice)
             return term.sum(dim=(1, 2, 3, 4))
         orient = ctx.orient
         padded, origin = ctx.padded_F
         lower = None if self.compute_dtype == torch.float64 else self.compute_dtype
-        per_source = bragg_sum(geo["scattering"], orient.lattice_m, orient.n_cells,
+        per_source = bragg_sum(geo["scattering"], lattice, orient.n_cells,
                                orient.reciprocal_invA, padded, origin, self.crystal.shape,
                                self.crystal.fudge, lower).to(torch.float64)  # (P, T, Q, S)
         if self.sampling.dmin_m > 0:

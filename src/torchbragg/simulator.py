@@ -10,10 +10,11 @@ from torch import nn
 from torchbragg import aot, fused
 from torchbragg.config import KERNELS, SimulationConfig
 from torchbragg.models.beam import Beam
-from torchbragg.models.crystal import Crystal
+from torchbragg.models.crystal import LAZY_ORIENTATIONS, Crystal
 from torchbragg.models.detector import Detector
 from torchbragg.models.structure_factors import StructureFactors
 from torchbragg.render import (
+    LAZY_RUN,
     InterpolationState,
     Renderer,
     memory_budget_bytes,
@@ -142,15 +143,22 @@ class Simulator(nn.Module):
     def _reference_chunks(self, renderer: Renderer, ctx, fast: torch.Tensor,
                           slow: torch.Tensor, budget: int):
         """Pixels per chunk, and chunk -> (values, omega sum) on the reference path."""
-        plan = plan_chunks(len(fast), renderer.groups_per_pixel(ctx),
-                           ctx.orient.lattice_m.shape[0], renderer.bytes_per_eval(), budget)
+        n_orient = ctx.orient.lattice_m.shape[0]
+        run = None
+        if ctx.orient.lazy and not renderer.interp.active:
+            # each run of orientations is computed once per chunk: plan chunks of many
+            # pixels for one run, not one pixel for all orientations
+            run = LAZY_RUN
+            n_orient = min(n_orient, run)
+        plan = plan_chunks(len(fast), renderer.groups_per_pixel(ctx), n_orient,
+                           renderer.bytes_per_eval(), budget)
 
         def render_chunk(sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
             if plan.groups is None:
-                out = renderer.render_pixels(ctx, fast[sl], slow[sl])
+                out = renderer.render_pixels(ctx, fast[sl], slow[sl], run)
             else:
                 out = renderer.render_pixel_split(ctx, fast[sl], slow[sl], plan.groups,
-                                                  plan.orientations)
+                                                  plan.orientations or run)
             return out.values, out.omega_sum
 
         return plan.pixels, render_chunk
@@ -202,6 +210,8 @@ class Simulator(nn.Module):
             return "interpolation"
         if not renderer.plain():
             return "-oversample_thick/_polar/_omega"
+        if self.crystal.orientation_count() > LAZY_ORIENTATIONS:  # it takes them all at once
+            return f"more than {LAZY_ORIENTATIONS} orientations (phi steps x mosaic domains)"
         groups = (self.detector.config.thicksteps * renderer.sampling.oversample ** 2
                   * len(self.beam.source_directions))
         if groups > MAX_FUSED_GROUPS:  # its per-group tables are built whole

@@ -87,7 +87,7 @@ def trace_pixel(simulator, slow: int, fast: int) -> PixelTrace:
     s = simulator.config.sampling
     return PixelTrace(
         slow=slow, fast=fast, frame=frame,
-        lattice_m=ctx.orient.lattice_m.cpu().numpy(),
+        lattice_m=ctx.orient.lattice_m[0:len(ctx.orient.lattice_m)].cpu().numpy(),
         reciprocal_invA=ctx.orient.reciprocal_invA.cpu().numpy(),
         n_cells=ctx.orient.n_cells.cpu().numpy(), shape=simulator.crystal.shape,
         incident=ctx.incident.cpu().numpy(), wavelengths_m=ctx.wavelengths.cpu().numpy(),

@@ -155,7 +155,7 @@ def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> Ren
         printout = PrintoutObserver(st.printout_pixel, cfg.beam.wavelength_m, cfg.steps,
                                     (s.oversample_thick, s.oversample_polar,
                                      s.oversample_omega), cfg.beam.nopolar)
-        printout.lattice_m = sim.crystal().lattice_m.detach().cpu().numpy()
+        printout.lattice_m = sim.crystal().lattice_m[-1:].detach().cpu().numpy()  # the last
         renderer_hook = printout
     cfg = plan.config
     clock = RunClock(int(sim.rendered.sum()), cfg.steps * cfg.detector.thicksteps,
@@ -184,7 +184,7 @@ def simulate(st: CState, ext: dict) -> int:
     for line in plan.warnings:
         print(f"WARNING: {line}", file=sys.stderr)
     _warn_phi0(plan.config.crystal, st.stale_phi0)
-    for line in plan.messages:
+    for line in plan.lines():
         _say(line)
     config = plan.config
     for line in summary_lines(plan, plan.info["n_hkl_read"]):

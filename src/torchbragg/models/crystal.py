@@ -12,6 +12,36 @@ from torchbragg.geometry import rotate_axis
 from torchbragg.lattice import real_and_reciprocal, reciprocal_from_cell
 from torchbragg.models._params import buffer, parameter
 
+# More orientations (phi steps x mosaic domains) than this are computed a run at a time,
+# never held all at once (see LatticeRuns).
+LAZY_ORIENTATIONS = 1 << 16
+
+
+class LatticeRuns:
+    """Lattice vectors of many orientations, computed when a run of them is asked for.
+
+    Stands in for the (R, 3, 3) tensor of :class:`Orientations` where R is too large to
+    hold: ``runs[a:b]`` is the (b - a, 3, 3) tensor of orientations a .. b-1 (phi step
+    ``r // domains``, mosaic domain ``r % domains``), ``len(runs)`` and ``runs.shape`` as
+    the tensor's.
+    """
+
+    def __init__(self, crystal: Crystal, real_m: torch.Tensor, count: int):
+        self.crystal, self.real_m, self.count = crystal, real_m, count
+        self.shape = (count, 3, 3)
+        self.dtype, self.device = real_m.dtype, real_m.device
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        if not isinstance(index, slice):
+            raise TypeError("orientations computed in runs are indexed by slices")
+        start, stop, step = index.indices(self.count)
+        if step != 1:
+            raise ValueError("orientations computed in runs are indexed by contiguous slices")
+        return self.crystal.lattice_run(self.real_m, start, max(start, stop))
+
 
 @dataclass
 class Orientations:
@@ -27,9 +57,14 @@ class Orientations:
         (3,) Na, Nb, Nc.
     """
 
-    lattice_m: torch.Tensor
+    lattice_m: torch.Tensor | LatticeRuns
     reciprocal_invA: torch.Tensor
     n_cells: torch.Tensor
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the lattice vectors are computed a run at a time."""
+        return isinstance(self.lattice_m, LatticeRuns)
 
 
 class Crystal(nn.Module):
@@ -111,10 +146,56 @@ class Crystal(nn.Module):
             return phi
         return phi[stale_order([float(p) for p in phi])]
 
+    def orientation_count(self) -> int:
+        """R = phi steps x mosaic domains."""
+        return self.phisteps * int(self.mosaic_umats.shape[0])
+
+    def phi_at(self, steps: torch.Tensor) -> torch.Tensor:
+        """Spindle angles (radians) of phi steps ``steps`` (int tensor), as phi_angles gives.
+
+        Under ``stale_phi0`` only a step exactly at 0 differs; with a non-zero step size
+        there is at most one, found without listing every step.
+        """
+        phi = self.phi0_rad + self.phistep_rad * steps.to(self.phi0_rad.dtype)
+        if not self.config.stale_phi0:
+            return phi
+        zero = self._zero_step()
+        if zero is None:
+            return phi
+        used = self.phi_angles_of([zero - 1 if zero > 0 else self.phisteps - 1])[0]
+        return torch.where(steps == zero, used, phi)
+
+    def _zero_step(self) -> int | None:
+        """The one phi step exactly at 0 that reuses another's cell, or None."""
+        phi0, step = float(self.phi0_rad), float(self.phistep_rad)
+        if step == 0.0 or self.phisteps < 2:
+            return None  # all steps equal: at 0 nothing rotates, else none is at 0
+        i = round(-phi0 / step)
+        if not 0 <= i < self.phisteps or phi0 + step * float(i) != 0.0:
+            return None
+        return i
+
+    def phi_angles_of(self, steps: list[int]) -> torch.Tensor:
+        """Nominal angles of a few phi steps."""
+        index = torch.tensor(steps, dtype=self.phi0_rad.dtype, device=self.phi0_rad.device)
+        return self.phi0_rad + self.phistep_rad * index
+
+    def lattice_run(self, real_m: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """(stop - start, 3, 3) lattice vectors of orientations start .. stop-1."""
+        rotations = self.domain_rotations()
+        r = torch.arange(start, stop, device=real_m.device)
+        domains = rotations.shape[0]
+        spun = rotate_axis(real_m[None], self.spindle, self.phi_at(r // domains)[:, None])
+        return torch.einsum("nij,nvj->nvi", rotations[r % domains], spun)
+
     def forward(self) -> Orientations:
-        """Lattice vectors for all phi steps and mosaic domains."""
+        """Lattice vectors for all phi steps and mosaic domains (in runs when too many)."""
         real, reciprocal = self.cell_matrices()
         real_m = real * 1e-10
+        count = self.orientation_count()
+        if count > LAZY_ORIENTATIONS:
+            return Orientations(lattice_m=LatticeRuns(self, real_m, count),
+                                reciprocal_invA=reciprocal, n_cells=self.n_cells)
         phi = self.phi_angles()
         # (phi, 3 vectors, 3) after the spindle rotation, then each mosaic domain's rotation
         spun = rotate_axis(real_m[None], self.spindle, phi[:, None])

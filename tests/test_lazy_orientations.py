@@ -1,0 +1,65 @@
+"""Orientations computed a run at a time (many phi steps x mosaic domains) give the image the
+tensor of all of them gives, in bounded memory."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+import torchbragg as tb
+from torchbragg import render as render_module
+from torchbragg import simulator as simulator_module
+from torchbragg.models import crystal as crystal_module
+from torchbragg.simulator import Simulator
+
+BASE = ("-cell 70 80 90 75 85 95 -default_F 10 -lambda 1 -N 5 -distance 100 -detpixels 12 "
+        "-misset 3 4 5")
+
+
+@pytest.mark.parametrize("args", [
+    "-phi 1 -osc 6 -phisteps 7",
+    "-phi 0 -osc 6 -phisteps 7 --stale-phi0",
+    "-phi -3 -osc 7 -phisteps 7 --stale-phi0",  # the step at exactly 0 is the fourth
+    "-phi 0 -osc 2 -phisteps 3 -mosaic 0.5 -mosaic_dom 4",
+    "-osc 2 -phisteps 3 -mosaic 0.5 -mosaic_dom 4 -oversample 2 -oversample_omega",
+])
+def test_runs_of_orientations_give_the_same_image(args, monkeypatch):
+    if "--stale-phi0" in args:
+        args = args.replace("--stale-phi0", "")
+        stale = True
+    else:
+        stale = False
+    whole = _stale(args, stale, None, monkeypatch)
+    runs = _stale(args, stale, 5, monkeypatch)
+    assert torch.allclose(runs, whole, rtol=1e-12, atol=0)
+    assert whole.max() > 0
+
+
+def _stale(args: str, stale: bool, lazy_above: int | None, monkeypatch) -> torch.Tensor:
+    if lazy_above is not None:
+        for module in (crystal_module, simulator_module):
+            monkeypatch.setattr(module, "LAZY_ORIENTATIONS", lazy_above)
+        for module in (render_module, simulator_module):
+            monkeypatch.setattr(module, "LAZY_RUN", 3)  # runs that split phi steps too
+    config = tb.Experiment.from_args(f"{BASE} {args}", kernel="reference").config
+    config = dataclasses.replace(config, crystal=dataclasses.replace(config.crystal,
+                                                                     stale_phi0=stale))
+    with torch.no_grad():
+        return Simulator(config, kernel="reference").render().image
+
+
+def test_lazy_lattice_is_sliced_like_the_tensor(monkeypatch):
+    monkeypatch.setattr(crystal_module, "LAZY_ORIENTATIONS", 3)
+    exp = tb.Experiment.from_args(f"{BASE} -phi 1 -osc 6 -phisteps 4 -mosaic 0.5 "
+                                  "-mosaic_dom 2", kernel="reference")
+    crystal = exp.simulator.crystal
+    runs = crystal().lattice_m
+    assert isinstance(runs, crystal_module.LatticeRuns) and runs.shape == (8, 3, 3)
+    monkeypatch.setattr(crystal_module, "LAZY_ORIENTATIONS", 100)
+    whole = crystal().lattice_m
+    assert torch.allclose(runs[0:8], whole, rtol=1e-14, atol=1e-24)
+    assert torch.allclose(runs[-1:], whole[-1:], rtol=1e-14, atol=1e-24)
+    with pytest.raises(ValueError, match="contiguous"):
+        runs[0:8:2]
