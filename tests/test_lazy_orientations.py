@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 import torchbragg as tb
+from torchbragg import precedence
 from torchbragg import render as render_module
 from torchbragg import simulator as simulator_module
 from torchbragg.models import crystal as crystal_module
+from torchbragg.mosaic_stream import mosaic_stream
+from torchbragg.rng import SharedState, mosaic_domains
 from torchbragg.simulator import Simulator
 
 BASE = ("-cell 70 80 90 75 85 95 -default_F 10 -lambda 1 -N 5 -distance 100 -detpixels 12 "
@@ -63,3 +67,24 @@ def test_lazy_lattice_is_sliced_like_the_tensor(monkeypatch):
     assert torch.allclose(runs[-1:], whole[-1:], rtol=1e-14, atol=1e-24)
     with pytest.raises(ValueError, match="contiguous"):
         runs[0:8:2]
+
+
+def test_domains_drawn_when_needed_give_the_same_image(monkeypatch):
+    args = "-phi 0 -osc 2 -phisteps 3 -mosaic 0.5 -mosaic_dom 10"
+    whole = _stale(args, False, None, monkeypatch)
+    monkeypatch.setattr(precedence, "LAZY_DOMAINS", 4)
+    drawn = _stale(args, False, 5, monkeypatch)  # runs of 3 orientations cross domain 9 -> 0
+    assert torch.allclose(drawn, whole, rtol=1e-12, atol=0)
+
+
+def test_mosaic_stream_redraws_the_c_domains_exactly():
+    axes, angles = mosaic_domains(0.7, 3000, 12345678, SharedState())
+    shared = SharedState()
+    stream = mosaic_stream(0.7, 3000, 12345678, shared, every=512)
+    expected = SharedState()
+    mosaic_domains(0.7, 3000, 12345678, expected)
+    assert np.array_equal(shared.table, expected.table)  # the noise stream goes on from here
+    for start, stop in ((0, 3000), (700, 1500), (2999, 3000), (5, 5)):
+        drawn_axes, drawn_angles = stream.draws(start, stop)
+        assert np.array_equal(drawn_axes, axes[start:stop])
+        assert np.array_equal(drawn_angles, angles[start:stop])

@@ -129,6 +129,26 @@ class CrystalConfig:
     # reproduce the released C program: a step at phi == 0 skips the rotation and reuses the
     # previous step's rotated cell (see Crystal.phi_angles)
     stale_phi0: bool = False
+    # too many domains to hold: they are drawn when needed (a mosaic_stream.MosaicStream;
+    # mosaic_umats, axes and angles are then empty)
+    mosaic_stream: object | None = None
+
+    def zero_phi_step(self) -> int | None:
+        """The first phi step exactly at phi = 0 (as phi0 + i step computes it), or None.
+
+        Found without listing the steps: with a non-zero step at most one is at 0.
+        """
+        phi0, step = self.phi0_rad, self.phistep_rad
+        if step == 0.0:
+            return 0 if phi0 == 0.0 and self.phisteps > 0 else None
+        i = round(-phi0 / step)
+        return i if 0 <= i < self.phisteps and phi0 + step * float(i) == 0.0 else None
+
+    @property
+    def domains(self) -> int:
+        """Number of mosaic domains."""
+        return self.mosaic_stream.count if self.mosaic_stream is not None \
+            else len(self.mosaic_umats)
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,5 +192,5 @@ class SimulationConfig:
     def steps(self) -> int:
         """NanoBragg's normalisation: sources x mosaic domains x phi steps x oversample^2."""
         n_src = len(self.beam.source_wavelengths_m)
-        n_mos = len(self.crystal.mosaic_umats)
+        n_mos = self.crystal.domains
         return n_src * n_mos * self.crystal.phisteps * self.sampling.oversample ** 2

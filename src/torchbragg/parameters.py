@@ -94,7 +94,7 @@ def _cell_given(sim) -> str | None:
 
 
 def _domains(sim) -> str | None:
-    if not sim.crystal.refinable_spread or sim.crystal.mosaic_umats.shape[0] < 2:
+    if not sim.crystal.refinable_spread or sim.crystal.domain_count < 2:
         return ("the crystal has one mosaic domain; give crystal(mosaic_domains=...) to refine "
                 "the spread")
     return None

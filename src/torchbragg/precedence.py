@@ -33,6 +33,8 @@ from torchbragg.io import hkl as hkl_io
 from torchbragg.io import mosflm, smv
 from torchbragg.io import sources as sources_io
 from torchbragg.lattice import cell_constants, real_and_reciprocal, reciprocal_from_cell
+from torchbragg.models.crystal import LAZY_ORIENTATIONS as LAZY_DOMAINS
+from torchbragg.mosaic_stream import mosaic_stream
 from torchbragg.rng import (
     SharedState,
     axis_angle_umats,
@@ -464,16 +466,20 @@ def _crystal(st: CState, axes: dict, msgs: list[str], phi: tuple, mosaic: tuple,
     # domains drawn at zero spread (kept for refinement, see CState.zero_spread_domains) are
     # drawn at 1 radian, so that their angles scale with the spread
     reference = spread if spread > 0 else 1.0
-    mos_axes, mos_angles = mosaic_domains(reference * RTD, domains, st.mosaic_seed, shared)
-    scale = spread / reference
-    umats = axis_angle_umats(mos_axes, mos_angles * scale)
+    stream = None
+    if domains > LAZY_DOMAINS:  # drawn when needed (see mosaic_stream)
+        stream = mosaic_stream(reference * RTD, domains, st.mosaic_seed, shared)
+        mos_axes, mos_angles, umats = np.zeros((0, 3)), np.zeros(0), np.zeros((0, 3, 3))
+    else:
+        mos_axes, mos_angles = mosaic_domains(reference * RTD, domains, st.mosaic_seed, shared)
+        umats = axis_angle_umats(mos_axes, mos_angles * (spread / reference))
     crystal = CrystalConfig(
         cell=cell, mosflm_reciprocal_invA=mat, misset_rad=misset, n_cells=tuple(n),
         shape=st.xtal_shape, fudge=st.fudge, spindle=tuple(axes["spindle"]),
         phi0_rad=st.phi0, phistep_rad=phistep, phisteps=phisteps, osc_rad=osc,
         mosaic_spread_rad=spread, mosaic_umats=np.asarray(umats, dtype=np.float64),
         mosaic_axes=mos_axes, mosaic_angles_rad=mos_angles, mosaic_reference_rad=reference,
-        stale_phi0=st.stale_phi0)
+        stale_phi0=st.stale_phi0, mosaic_stream=stream)
     v_cell = float(volume) if volume is not None else 1.0 / float(torch.linalg.det(recip))
     msgs.extend(_cell_report(real, reciprocal, v_cell))
     size = [lengths_m[i] * n[i] for i in range(3)]

@@ -207,8 +207,15 @@ def _noise_kernel(image, fpixels, spixels, roi, adc_offset, idum, table, spare, 
 
 
 
+def _powf_fill(x, y, out):
+    # C powf on float32 values (compiled, it calls the C library's powf, as the C program).
+    for i in range(x.shape[0]):
+        out[i] = x[i] ** y
+
+
 KERNELS = ("_trunc_div", "_park_miller", "_ran1", "_ran1_fill", "_gammln", "_gaussdev",
-           "_poidev_small", "_poidev_rejection", "_poidev", "_to_uint16", "_noise_kernel")
+           "_poidev_small", "_poidev_rejection", "_poidev", "_to_uint16", "_noise_kernel",
+           "_powf_fill")
 _COMPILED: dict = {}
 
 

@@ -61,8 +61,7 @@ class Switch:
 def _phi_at_zero(config) -> bool:
     """Several phi steps, one of them exactly at 0 (where --stale-phi0 matters)."""
     c = config.crystal
-    phi = [c.phi0_rad + c.phistep_rad * i for i in range(c.phisteps)]
-    return c.phisteps > 1 and 0.0 in phi
+    return c.phisteps > 1 and c.zero_phi_step() is not None
 
 
 SWITCHES = (

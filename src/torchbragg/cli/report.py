@@ -59,7 +59,7 @@ def summary_lines(plan: Plan, n_hkl: int) -> list[str]:
               f"  vdivrange={_g(info['vdiv'].range)} vdivstep={_g(info['vdiv'].step)}  radians",
               f"  {info['n_div']} divergence steps",
               f"  {len(beam.source_wavelengths_m)} sources",
-              f"  {len(xtal.mosaic_umats)} mosaic domains over mosaic spread of "
+              f"  {xtal.domains} mosaic domains over mosaic spread of "
               f"{_g(xtal.mosaic_spread_rad * RTD)} degrees",
               f"  {xtal.phisteps} phi steps from {_g(xtal.phi0_rad * RTD)} to "
               f"{_g((xtal.phi0_rad + xtal.osc_rad) * RTD)} degrees"]

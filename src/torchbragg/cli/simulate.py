@@ -92,8 +92,7 @@ def _positive_mib(text: str, name: str) -> float:
 
 def _warn_phi0(crystal, stale: bool) -> None:
     """Say on stderr when a phi step sits at exactly 0 with several steps (see behaviour.md)."""
-    phi = [crystal.phi0_rad + crystal.phistep_rad * i for i in range(crystal.phisteps)]
-    if crystal.phisteps < 2 or 0.0 not in phi:
+    if crystal.phisteps < 2 or crystal.zero_phi_step() is None:
         return
     if stale:
         print("torchbragg: --stale-phi0: the phi = 0 step reuses the previous step's rotated "

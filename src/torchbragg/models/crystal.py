@@ -97,6 +97,8 @@ class Crystal(nn.Module):
         self.mosaic_spread_rad = parameter(config.mosaic_spread_rad, dtype)
         self.register_buffer("spindle", buffer(config.spindle, dtype))
         self.register_buffer("mosaic_umats", buffer(config.mosaic_umats, dtype))
+        self.mosaic_stream = config.mosaic_stream  # None: the domains are in the buffers
+        self.domain_count = config.domains
         self.refinable_spread = config.mosaic_axes is not None
         if self.refinable_spread:
             self.register_buffer("mosaic_axes", buffer(config.mosaic_axes, dtype))
@@ -148,7 +150,25 @@ class Crystal(nn.Module):
 
     def orientation_count(self) -> int:
         """R = phi steps x mosaic domains."""
-        return self.phisteps * int(self.mosaic_umats.shape[0])
+        return self.phisteps * self.domain_count
+
+    def domain_rotations_of(self, domains: torch.Tensor) -> torch.Tensor:
+        """(n, 3, 3) rotations of mosaic domains ``domains`` (int tensor of ascending runs)."""
+        if self.mosaic_stream is None:
+            return self.domain_rotations()[domains]
+        index = domains.tolist()
+        breaks = [0] + [i for i in range(1, len(index)) if index[i] != index[i - 1] + 1]
+        runs = zip(breaks, [*breaks[1:], len(index)], strict=True)
+        return torch.cat([self._drawn_rotations(index[a], index[b - 1] + 1) for a, b in runs])
+
+    def _drawn_rotations(self, start: int, stop: int) -> torch.Tensor:
+        """(stop - start, 3, 3) rotations of domains drawn from the mosaic stream."""
+        axes, angles = self.mosaic_stream.draws(start, stop)
+        like = dict(dtype=self.spindle.dtype, device=self.spindle.device)
+        # drawn at the configured spread (1 radian at zero spread): angles scale with it
+        scale = self.mosaic_spread_rad / self.mosaic_stream.spread_rad
+        return axis_angle_matrices(torch.as_tensor(axes, **like),
+                                   torch.as_tensor(angles, **like) * scale)
 
     def phi_at(self, steps: torch.Tensor) -> torch.Tensor:
         """Spindle angles (radians) of phi steps ``steps`` (int tensor), as phi_angles gives.
@@ -167,13 +187,11 @@ class Crystal(nn.Module):
 
     def _zero_step(self) -> int | None:
         """The one phi step exactly at 0 that reuses another's cell, or None."""
-        phi0, step = float(self.phi0_rad), float(self.phistep_rad)
-        if step == 0.0 or self.phisteps < 2:
+        if float(self.phistep_rad) == 0.0 or self.phisteps < 2:
             return None  # all steps equal: at 0 nothing rotates, else none is at 0
+        phi0, step = float(self.phi0_rad), float(self.phistep_rad)
         i = round(-phi0 / step)
-        if not 0 <= i < self.phisteps or phi0 + step * float(i) != 0.0:
-            return None
-        return i
+        return i if 0 <= i < self.phisteps and phi0 + step * float(i) == 0.0 else None
 
     def phi_angles_of(self, steps: list[int]) -> torch.Tensor:
         """Nominal angles of a few phi steps."""
@@ -182,11 +200,10 @@ class Crystal(nn.Module):
 
     def lattice_run(self, real_m: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """(stop - start, 3, 3) lattice vectors of orientations start .. stop-1."""
-        rotations = self.domain_rotations()
         r = torch.arange(start, stop, device=real_m.device)
-        domains = rotations.shape[0]
+        domains = self.domain_count
         spun = rotate_axis(real_m[None], self.spindle, self.phi_at(r // domains)[:, None])
-        return torch.einsum("nij,nvj->nvi", rotations[r % domains], spun)
+        return torch.einsum("nij,nvj->nvi", self.domain_rotations_of(r % domains), spun)
 
     def forward(self) -> Orientations:
         """Lattice vectors for all phi steps and mosaic domains (in runs when too many)."""
