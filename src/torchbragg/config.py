@@ -97,6 +97,15 @@ class BeamConfig:
     divergence_offsets_rad: np.ndarray | None = None
     divergence_rad: tuple = (0.0, 0.0)
     dispersion: float = 0.0
+    # too many sources to hold: a sources.SourceGrid gives them when needed (the per-source
+    # arrays above are then empty and divergence_offsets_rad holds the grid's points)
+    source_grid: object | None = None
+
+    @property
+    def sources(self) -> int:
+        """Number of sources."""
+        return self.source_grid.count if self.source_grid is not None \
+            else len(self.source_wavelengths_m)
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,6 +200,6 @@ class SimulationConfig:
     @property
     def steps(self) -> int:
         """NanoBragg's normalisation: sources x mosaic domains x phi steps x oversample^2."""
-        n_src = len(self.beam.source_wavelengths_m)
+        n_src = self.beam.sources
         n_mos = self.crystal.domains
         return n_src * n_mos * self.crystal.phisteps * self.sampling.oversample ** 2

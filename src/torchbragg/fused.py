@@ -373,5 +373,5 @@ def variant_of(renderer) -> Variant:
                    polarized=not renderer.beam.nopolar, absorbing=det.thickness_m != 0.0,
                    dmin=renderer.sampling.dmin_m > 0,
                    single_sample=(det.thicksteps == 1 and renderer.sampling.oversample == 1
-                                  and len(renderer.beam.wavelengths_m) == 1))
+                                  and renderer.beam.source_count == 1))
 

@@ -44,12 +44,16 @@ from torchbragg.rng import (
 )
 from torchbragg.sources import (
     SOURCE_DISTANCE_M,
+    SourceGrid,
     auto_range,
     dispersion_wavelengths,
     divergence_offsets,
+    grid_positions,
     grid_sources,
     sane,
 )
+
+LAZY_SOURCES = LAZY_DOMAINS  # more sources than this are made when needed (SourceGrid)
 
 # Unrotated axes per convention: fdet, sdet, odet, beam, polar, spindle, twotheta axis.
 CONVENTION_AXES = {
@@ -591,6 +595,8 @@ def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str],
     else:
         offsets = divergence_offsets(hdiv, vdiv, st.round_div)
         msgs.extend(f"divergence deviation: {_g(h)} {_g(v)}" for h, v in offsets)
+        if len(offsets) * disp.steps > LAZY_SOURCES:
+            return _grid_beam(st, axes, offsets, disp, (hdiv.range, vdiv.range), msgs)
         waves = dispersion_wavelengths(st.lambda0, disp)
         msgs.extend(f"lambda{i} = {w:.15g}" for i, w in enumerate(waves))
         pos, weights, lambdas = grid_sources(axes["beam"], axes["polar"], offsets, waves)
@@ -612,6 +618,30 @@ def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str],
                       polarization=st.polarization, nopolar=st.nopolar,
                       fluence_per_m2=st.fluence, flux_per_s=st.flux, exposure_s=st.exposure,
                       beamsize_m=st.beamsize, **grid)
+
+
+def _grid_beam(st: CState, axes: dict, offsets: list, disp, ranges: tuple,
+               msgs: list) -> BeamConfig:
+    """A beam whose sources (too many to list) come from a SourceGrid when needed."""
+    positions = grid_positions(axes["beam"], axes["polar"], offsets)
+    grid = SourceGrid(positions, np.asarray(offsets, dtype=np.float64).reshape(-1, 2),
+                      st.lambda0, disp)
+    lambda0 = st.lambda0
+    msgs.append(NumberedLines(disp.steps, lambda i: f"lambda{i} = "
+                              f"{lambda0 * (1.0 + disp.step * i - disp.range / 2.0):.15g}"))
+    msgs.append(f"  created a total of {grid.count} sources:")
+    msgs.append(NumberedLines(grid.count, grid.line))
+    ends = grid.wavelengths(np.array([0, grid.count - 1]))
+    if not (ends > 0).all():
+        raise SetupError("source wavelengths must be positive")
+    empty = np.zeros((0, 3))
+    return BeamConfig(wavelength_m=st.lambda0, beam=tuple(axes["beam"]),
+                      polar_vector=tuple(axes["polar"]), source_directions=empty,
+                      source_wavelengths_m=np.zeros(0), source_weights=np.zeros(0),
+                      polarization=st.polarization, nopolar=st.nopolar,
+                      fluence_per_m2=st.fluence, flux_per_s=st.flux, exposure_s=st.exposure,
+                      beamsize_m=st.beamsize, divergence_offsets_rad=grid.offsets_rad,
+                      divergence_rad=ranges, dispersion=disp.range, source_grid=grid)
 
 
 def _mask(st: CState) -> np.ndarray | None:

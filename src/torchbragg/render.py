@@ -34,7 +34,7 @@ import torch
 
 from torchbragg.config import AVOGADRO, R_E_SQR_M2, WATER_F, WATER_MW, SamplingConfig
 from torchbragg.geometry import DetectorFrame, dot, norm
-from torchbragg.models.beam import Beam
+from torchbragg.models.beam import Beam, SourceRuns
 from torchbragg.models.crystal import Crystal, Orientations
 from torchbragg.models.detector import Detector
 from torchbragg.models.structure_factors import StructureFactors, lookup_nearest
@@ -122,14 +122,18 @@ class Renderer:
         dtype, device = det.pixel_size_m.dtype, det.pixel_size_m.device
         layers = torch.arange(cfg.thicksteps, dtype=dtype, device=device)
         orient = self.crystal()
-        steps = (beam.wavelengths_m.shape[0] * orient.lattice_m.shape[0]
+        steps = (beam.source_count * orient.lattice_m.shape[0]
                  * self.sampling.oversample ** 2)
         water = self.sampling.water_size_m
         i_bg = (WATER_F * WATER_F * R_E_SQR_M2 * beam.fluence_per_m2 * water ** 3 * 1e6
                 * AVOGADRO / WATER_MW)
         thickstep = det.thickstep_m()
-        return Context(frame=frame, beam_dir=beam.direction, incident=beam.incident(),
-                       wavelengths=beam.source_wavelengths(), orient=orient,
+        if beam.source_grid is None:
+            incident, wavelengths = beam.incident(), beam.source_wavelengths()
+        else:  # too many sources to hold: made a run at a time
+            incident, wavelengths = SourceRuns(beam, 0), SourceRuns(beam, 1)
+        return Context(frame=frame, beam_dir=beam.direction, incident=incident,
+                       wavelengths=wavelengths, orient=orient,
                        layer_offsets=layers * thickstep, layers=layers, steps=steps,
                        i_bg=i_bg, scale=R_E_SQR_M2 * beam.fluence_per_m2 / steps,
                        thickstep_m=thickstep, mu_per_m=det.mu_per_m,
@@ -185,7 +189,7 @@ class Renderer:
 
     def _pick_once(self, geo: dict, groups: torch.Tensor, found: dict) -> None:
         """Remember the first omega, the last layer's first capture, the first uncut polar."""
-        n_s = len(self.beam.source_directions)
+        n_s = self.beam.source_count
         last_layer_first = (self.detector.config.thicksteps - 1) * self.sampling.oversample ** 2
         omega, capture = geo["omega"][0, 0], geo["capture"][0, 0]  # (G,)
         polar, cut = geo["polar"][0, 0, :, 0], geo["cut"][0, 0, :, 0]
@@ -242,8 +246,12 @@ class Renderer:
         pos = self.detector.subpixel_positions(ctx.frame, ctx.beam_dir, fast, slow,
                                                self.sampling.oversample,
                                                ctx.layer_offsets)  # (P, T, Q, 3)
-        return self._geometry(ctx, fast, slow, pos, ctx.layers[:, None], ctx.incident,
-                              ctx.wavelengths)
+        incident, wavelengths = ctx.incident, ctx.wavelengths
+        if isinstance(incident, SourceRuns):  # all at once only for a trace
+            every = torch.arange(len(incident), device=pos.device)
+            incident, wavelengths = incident[every], wavelengths[every]
+        return self._geometry(ctx, fast, slow, pos, ctx.layers[:, None], incident,
+                              wavelengths)
 
     def _group_geometry(self, ctx: Context, fast: torch.Tensor, slow: torch.Tensor,
                         groups: torch.Tensor) -> dict:

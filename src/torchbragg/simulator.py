@@ -15,6 +15,7 @@ from torchbragg.models.detector import Detector
 from torchbragg.models.structure_factors import StructureFactors
 from torchbragg.render import (
     LAZY_RUN,
+    ChunkPlan,
     InterpolationState,
     Renderer,
     memory_budget_bytes,
@@ -152,6 +153,11 @@ class Simulator(nn.Module):
             n_orient = min(n_orient, run)
         plan = plan_chunks(len(fast), renderer.groups_per_pixel(ctx), n_orient,
                            renderer.bytes_per_eval(), budget)
+        if self.beam.source_grid is not None and plan.groups is None:
+            # sources made a run at a time: a pixel's groups are never taken all at once
+            per_group = n_orient * renderer.bytes_per_eval()
+            plan = ChunkPlan(pixels=1, groups=min(renderer.groups_per_pixel(ctx),
+                                                  max(1, budget // per_group)))
 
         def render_chunk(sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
             if plan.groups is None:
@@ -210,10 +216,12 @@ class Simulator(nn.Module):
             return "interpolation"
         if not renderer.plain():
             return "-oversample_thick/_polar/_omega"
+        if self.beam.source_grid is not None:  # it takes its inputs whole
+            return "sources made when needed (too many to list)"
         if self.crystal.orientation_count() > LAZY_ORIENTATIONS:  # it takes them all at once
             return f"more than {LAZY_ORIENTATIONS} orientations (phi steps x mosaic domains)"
         groups = (self.detector.config.thicksteps * renderer.sampling.oversample ** 2
-                  * len(self.beam.source_directions))
+                  * self.beam.source_count)
         if groups > MAX_FUSED_GROUPS:  # its per-group tables are built whole
             return f"more than {MAX_FUSED_GROUPS} (layer, sub-pixel, source) groups per pixel"
         return None

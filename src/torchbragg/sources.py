@@ -113,15 +113,55 @@ def grid_sources(beam: np.ndarray, polar: np.ndarray, offsets: list[tuple[float,
     -------
     positions (n, 3) in metres (not unit), weights (n,), wavelengths (n,) in metres.
     """
+    positions = np.repeat(grid_positions(beam, polar, offsets), len(wavelengths), axis=0)
+    lambdas = np.tile(np.asarray(wavelengths, dtype=np.float64), len(offsets))
+    n = len(lambdas)
+    weights = np.full(n, 1.0 / n if n else 0.0)
+    return positions.reshape(n, 3), weights, lambdas
+
+
+@dataclass(frozen=True, eq=False)
+class SourceGrid:
+    """The grid of sources (divergence points x wavelengths) without listing every source.
+
+    For runs with too many sources to hold: source ``i`` sits at divergence point
+    ``i // n_wavelengths`` with wavelength ``i % n_wavelengths`` (wavelength fastest, as
+    nanoBragg orders them). ``positions_m`` (n_div, 3) are the C program's source positions,
+    ``offsets_rad`` (n_div, 2) their (horizontal, vertical) divergence angles.
+    """
+
+    positions_m: np.ndarray
+    offsets_rad: np.ndarray
+    wavelength_m: float
+    dispersion: StepRange
+
+    @property
+    def count(self) -> int:
+        """Number of sources."""
+        return len(self.positions_m) * self.dispersion.steps
+
+    def split(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(divergence point, wavelength) indices of sources ``index``."""
+        return np.divmod(np.asarray(index, dtype=np.int64), self.dispersion.steps)
+
+    def wavelengths(self, index: np.ndarray) -> np.ndarray:
+        """Wavelengths (m) of sources ``index``, as dispersion_wavelengths computes them."""
+        d = self.dispersion
+        j = self.split(index)[1].astype(np.float64)
+        return self.wavelength_m * (1.0 + d.step * j - d.range / 2.0)
+
+    def line(self, i: int) -> str:
+        """The C program's printed line for source ``i``: position, weight, wavelength."""
+        x, y, z = (float(v) for v in self.positions_m[i // self.dispersion.steps])
+        weight, wave = 1.0 / self.count, float(self.wavelengths(np.array([i]))[0])
+        return f"{x:g} {y:g} {z:g}   {weight:g} {wave:g}"
+
+
+def grid_positions(beam: np.ndarray, polar: np.ndarray,
+                   offsets: list[tuple[float, float]]) -> np.ndarray:
+    """(n, 3) source positions (metres) of divergence offsets, as grid_sources places them."""
     b, p = [float(x) for x in beam], [float(x) for x in polar]
     vert = _c_unit_cross(b, p)
     start = [-SOURCE_DISTANCE_M * x for x in b]
-    positions, lambdas = [], []
-    for hd, vd in offsets:
-        pos = c_rotate_axis(c_rotate_axis(start, p, vd), vert, hd)
-        for lam in wavelengths:
-            positions.append(pos)
-            lambdas.append(lam)
-    n = len(lambdas)
-    weights = np.full(n, 1.0 / n if n else 0.0)
-    return np.array(positions).reshape(n, 3), weights, np.array(lambdas, dtype=np.float64)
+    return np.array([c_rotate_axis(c_rotate_axis(start, p, vd), vert, hd)
+                     for hd, vd in offsets], dtype=np.float64).reshape(-1, 3)

@@ -90,11 +90,18 @@ def trace_pixel(simulator, slow: int, fast: int) -> PixelTrace:
         lattice_m=ctx.orient.lattice_m[0:len(ctx.orient.lattice_m)].cpu().numpy(),
         reciprocal_invA=ctx.orient.reciprocal_invA.cpu().numpy(),
         n_cells=ctx.orient.n_cells.cpu().numpy(), shape=simulator.crystal.shape,
-        incident=ctx.incident.cpu().numpy(), wavelengths_m=ctx.wavelengths.cpu().numpy(),
+        incident=_all(ctx.incident), wavelengths_m=_all(ctx.wavelengths),
         steps=ctx.steps, fluence_per_m2=float(simulator.beam.fluence_per_m2),
         flags=(s.oversample_thick, s.oversample_polar, s.oversample_omega),
         phi_deg=np.degrees(nominal.numpy()), rotation_deg=np.degrees(used.numpy()),
         sensor_thickness_m=float(simulator.detector.config.thickness_m), stages=stages)
+
+
+def _all(values) -> np.ndarray:
+    """A tensor, or every row of a source view made when needed, as numpy."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return values[torch.arange(len(values))].detach().cpu().numpy()
 
 
 def _frame_entries(tr: PixelTrace) -> Iterator[Entry]:

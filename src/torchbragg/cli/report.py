@@ -58,7 +58,7 @@ def summary_lines(plan: Plan, n_hkl: int) -> list[str]:
               f"  hdivrange={_g(info['hdiv'].range)} hdivstep={_g(info['hdiv'].step)}  radians",
               f"  vdivrange={_g(info['vdiv'].range)} vdivstep={_g(info['vdiv'].step)}  radians",
               f"  {info['n_div']} divergence steps",
-              f"  {len(beam.source_wavelengths_m)} sources",
+              f"  {beam.sources} sources",
               f"  {xtal.domains} mosaic domains over mosaic spread of "
               f"{_g(xtal.mosaic_spread_rad * RTD)} degrees",
               f"  {xtal.phisteps} phi steps from {_g(xtal.phi0_rad * RTD)} to "

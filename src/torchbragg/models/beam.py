@@ -40,6 +40,13 @@ class Beam(nn.Module):
         if self.on_grid:
             self.register_buffer("divergence_offsets_rad",
                                  buffer(config.divergence_offsets_rad, dtype))
+        # too many sources to hold: made from the grid when asked for (sources_at)
+        self.source_grid = config.source_grid
+        self.source_count = config.sources
+        if self.source_grid is not None:
+            points = torch.as_tensor(self.source_grid.positions_m, dtype=dtype)
+            self.register_buffer("grid_directions",
+                                 points / torch.linalg.norm(points, dim=-1, keepdim=True))
 
     def source_wavelengths(self) -> torch.Tensor:
         """(n_sources,) wavelengths (m) at the current nominal wavelength and dispersion.
@@ -49,12 +56,16 @@ class Beam(nn.Module):
         the configured wavelengths exactly at the configured values, and lambda (1 + u_i D/D_0)
         in general.
         """
+        return self._scaled_wavelengths(self.wavelengths_m)
+
+    def _scaled_wavelengths(self, configured: torch.Tensor) -> torch.Tensor:
+        """Configured source wavelengths (m) at the current wavelength and dispersion."""
         ratio = self.wavelength_m / self.config.wavelength_m
-        waves = self.wavelengths_m * ratio
+        waves = configured * ratio
         d0 = self.config.dispersion
         if not self.on_grid or d0 == 0.0:
             return waves
-        offsets = self.wavelengths_m / self.config.wavelength_m - 1.0
+        offsets = configured / self.config.wavelength_m - 1.0
         return waves + self.wavelength_m * offsets * (self.dispersion / d0 - 1.0)
 
     def source_unit_vectors(self) -> torch.Tensor:
@@ -65,14 +76,25 @@ class Beam(nn.Module):
         swung by its vertical angle about the E vector, then by its horizontal angle about
         beam x E, as nanoBragg places them.
         """
-        div = self.divergence_rad
-        if not self.on_grid or (not div.requires_grad
-                                and bool((div == div.new_tensor(self.config.divergence_rad))
-                                         .all())):
+        if self._as_configured():
             return self.source_directions
+        return self._swung(self.divergence_offsets_rad)
+
+    def _as_configured(self) -> bool:
+        """Whether the sources sit where they were configured (divergence not changed)."""
+        div = self.divergence_rad
+        return not self.on_grid or (not div.requires_grad and bool(
+            (div == div.new_tensor(self.config.divergence_rad)).all()))
+
+    def _swung(self, offsets_rad: torch.Tensor) -> torch.Tensor:
+        """(n, 3) unit vectors towards sources at configured angles (n, 2), rescaled.
+
+        The angles scale with the current divergence ranges.
+        """
+        div = self.divergence_rad
         ranges0 = div.new_tensor(self.config.divergence_rad)
         ratio = torch.where(ranges0 > 0, div / torch.where(ranges0 > 0, ranges0, 1.0), 1.0)
-        angles = self.divergence_offsets_rad * ratio  # (n, 2) horizontal, vertical
+        angles = offsets_rad * ratio  # (n, 2) horizontal, vertical
         vertical_axis = unitize(torch.linalg.cross(self.direction, self.polar_vector))
         start = -self.direction.expand(len(angles), 3)
         swung = rotate_axis(start, self.polar_vector, angles[:, 1])
@@ -81,3 +103,34 @@ class Beam(nn.Module):
     def incident(self) -> torch.Tensor:
         """(n_sources, 3) unit vectors along which the x-rays travel."""
         return -self.source_unit_vectors()
+
+    def sources_at(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Incident unit vectors (n, 3) and wavelengths (n,) of sources ``index`` (n,)."""
+        if self.source_grid is None:
+            return self.incident()[index], self.source_wavelengths()[index]
+        point, wave = self.source_grid.split(index.cpu().numpy())
+        configured = torch.as_tensor(self.source_grid.wavelengths(index.cpu().numpy()),
+                                     dtype=self.wavelength_m.dtype, device=index.device)
+        point = torch.as_tensor(point, device=index.device)
+        directions = (self.grid_directions[point] if self._as_configured()
+                      else self._swung(self.divergence_offsets_rad[point]))
+        return -directions, self._scaled_wavelengths(configured)
+
+
+class SourceRuns:
+    """Stands in for a beam's (S, 3) incident or (S,) wavelength tensor, made when needed.
+
+    For beams with too many sources to hold: indexed by index tensors, with ``shape`` and
+    ``len`` as the tensor's.
+    """
+
+    def __init__(self, beam: Beam, part: int):
+        self.beam, self.part = beam, part  # part 0: incident vectors, 1: wavelengths
+        count = beam.source_count
+        self.shape = (count, 3) if part == 0 else (count,)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        return self.beam.sources_at(index)[self.part]
