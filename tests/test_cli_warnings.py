@@ -50,8 +50,6 @@ SURPRISES = [
                  ["axes are parallel"], None, id="parallel_detector_axes"),
     pytest.param(["-distance", "1e-9"], ["recommended oversampling", "overflows"],
                  "auto-selected 1-fold oversampling", id="oversampling_overflow"),
-    pytest.param(["-xtal_size", "1e9"], ["recommended oversampling", "overflows"], None,
-                 id="huge_crystal"),
 ]
 
 
@@ -66,6 +64,34 @@ def test_surprise_is_one_warning_line_and_the_run_goes_on(workdir, extra, words,
     assert (workdir / "f.bin").exists()
     if stdout:
         assert stdout in result.stdout
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["-xtal_size", "1e9"], ["crystal size 1e+12 um holds 1e+14 unit cells"]),
+    (["-osc", "1e300", "-phistep", "1e-300"], ["-osc / -phistep = inf steps"]),
+    (["-osc", "0", "-phistep", "1"], ["gives no phi steps"]),
+    (["-cell", "1e-200"], ["unit cell length 1e-200 A is out of range"]),
+    (["-mosaic", "1e300", "-mosaic_dom", "2"], ["-mosaic 1e+300 degrees is too large"]),
+    (["--device", "meta"], ["--device meta: torchbragg renders on cpu or cuda"]),
+    (["-intfile", ""], ["an output file name is empty"]),
+])
+def test_extremes_nanobragg_cannot_run_are_errors(workdir, extra, words):
+    result = run_main(OK + extra + ["-floatfile", "f.bin"])
+    assert result.status == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("torchbragg: error:") and all(w in line for w in words), line
+    assert not (workdir / "f.bin").exists()
+
+
+def test_big_integers_wrap_as_c_atoi_does(workdir):
+    assert parse_args(["-detpixels", "4294967304"]).state.fpixels == 8
+    assert parse_args(["-roi", "0", "99999999999999999999", "0", "7"]).state.roi[1] == -1
+
+
+def test_messages_stay_on_one_line(workdir):
+    result = run_main(OK + ["-distance", "a\nb"])
+    assert result.stderr == "torchbragg: error: option -distance: expected a finite number, " \
+                            "got 'a\\nb'\n"
 
 
 def test_plain_integers_and_whole_numbers_warn_nothing():

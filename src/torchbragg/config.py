@@ -150,7 +150,10 @@ class CrystalConfig:
         phi0, step = self.phi0_rad, self.phistep_rad
         if step == 0.0:
             return 0 if phi0 == 0.0 and self.phisteps > 0 else None
-        i = round(-phi0 / step)
+        ratio = -phi0 / step
+        if not -1.0 <= ratio <= self.phisteps:  # also inf and NaN
+            return None
+        i = round(ratio)
         return i if 0 <= i < self.phisteps and phi0 + step * float(i) == 0.0 else None
 
     @property

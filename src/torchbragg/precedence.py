@@ -51,6 +51,7 @@ from torchbragg.sources import (
     grid_positions,
     grid_sources,
     sane,
+    step_count,
 )
 
 LAZY_SOURCES = LAZY_DOMAINS  # more sources than this are made when needed (SourceGrid)
@@ -250,7 +251,10 @@ def _phi_steps(st: CState) -> tuple[int, float, float]:
             return (1, 0.0, 0.0) if step <= 0.0 else (2, step, step)
         if step <= 0.0:
             return 2, osc, osc / 2.0
-        return math.ceil(osc / step), osc, step
+        count = step_count(osc, step, "-osc / -phistep")
+        if count == 0:
+            raise SetupError("-osc 0 with a -phistep gives no phi steps")
+        return count, osc, step
     steps = max(steps, 1)
     if osc < 0.0:
         if step <= 0.0:
@@ -308,6 +312,10 @@ def _check_values(st: CState) -> None:
             raise SetupError(f"{name} must not be negative, got {value}")
     if st.mosaic_domains == 0:
         raise SetupError("-mosaic_dom 0: a mosaic crystal needs at least one domain")
+    if not abs(st.mosaic_spread) < 1e30:  # the C program passes it through a float
+        raise SetupError(f"-mosaic {st.mosaic_spread * RTD:g} degrees is too large")
+    if not abs(st.water_size) < 1e30:
+        raise SetupError(f"-water {st.water_size * 1e6:g} um is too large")
 
 
 def _thickness(st: CState, msgs: list[str]) -> tuple[int, float, float, float]:
@@ -424,16 +432,20 @@ def _orientation(st: CState, msgs: list[str], shared: SharedState):
         b = b if b > 0 else a
         c = c if c > 0 else a
         al, be, ga = (x if x > 0 else math.pi / 2 for x in (al, be, ga))
+        for length in (a, b, c):
+            if not 1e-50 < length < 1e50:  # beyond, products of lengths over- or underflow
+                raise SetupError(f"unit cell length {length:g} A is out of range")
         cell = (a, b, c, al, be, ga)
         half = (al + be + ga) / 2
         if math.sin(half) * math.sin(half - al) * math.sin(half - be) * math.sin(half - ga) < 0:
             raise SetupError("impossible unit cell angles " + " ".join(
                 f"{x * RTD:g}" for x in (al, be, ga)) + " (no parallelepiped has them)")
         recip, volume = reciprocal_from_cell(torch.tensor(cell, dtype=torch.float64))
-        if not float(volume) > 0:
+        if not (math.isfinite(float(volume)) and bool(torch.isfinite(recip).all())
+                and 0 < float(volume) and math.isfinite(1 / float(volume))):
             raise SetupError("impossible unit cell " + " ".join(f"{x:g}" for x in st.cell[:3])
                              + " " + " ".join(f"{x * RTD:g}" for x in cell[3:])
-                             + ": the angles give no positive volume")
+                             + ": no finite, positive volume")
     mat = None
     if st.mat_path is not None:
         msgs.append(f"reading {st.mat_path}")
@@ -463,7 +475,11 @@ def _crystal(st: CState, axes: dict, msgs: list[str], phi: tuple, mosaic: tuple,
     n = [st.Na, st.Nb, st.Nc]
     for i in range(3):
         if sizes[i] > 0:
-            n[i] = float(math.ceil(sizes[i] / lengths_m[i]))
+            cells = sizes[i] / lengths_m[i]
+            if not cells < 2.0**31:  # a C int in nanoBragg; also inf and NaN
+                raise SetupError(f"the crystal size {sizes[i] * 1e6:g} um holds {cells:g} unit "
+                                 "cells along one axis, more than nanoBragg counts")
+            n[i] = float(math.ceil(cells))
         n[i] = max(n[i], 1.0)
     phisteps, osc, phistep = phi
     domains, spread = mosaic

@@ -34,7 +34,7 @@ def auto_range(steps: int, rng: float, step: float, one_sided: bool = False) -> 
             return StepRange(2, step, step)
         if step <= 0.0:
             return StepRange(2, rng, rng / 2 if one_sided else rng)
-        return StepRange(math.ceil(rng / step), rng, step)
+        return StepRange(step_count(rng, step), rng, step)
     if rng < 0.0:
         if step <= 0.0:
             full = 0.5e-6 if one_sided else 1.0
@@ -44,6 +44,20 @@ def auto_range(steps: int, rng: float, step: float, one_sided: bool = False) -> 
         steps = max(steps, 2)
         return StepRange(steps, rng, rng / (steps - 1))
     return StepRange(steps, rng, step)
+
+
+INT_MAX = 2**31 - 1  # nanoBragg's step counts are C ints
+
+
+def step_count(rng: float, step: float, names: str = "range / step") -> int:
+    """ceil(range / step) as nanoBragg computes a step count; too many is a SetupError."""
+    ratio = rng / step
+    if not ratio <= INT_MAX:  # also NaN and inf
+        from torchbragg.errors import SetupError
+
+        raise SetupError(f"{names} = {ratio:g} steps, more than nanoBragg's step counts (C "
+                         f"int) hold")
+    return math.ceil(ratio)
 
 
 def sane(r: StepRange) -> StepRange:

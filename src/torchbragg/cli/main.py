@@ -12,7 +12,7 @@ import warnings
 from torchbragg.cli.parse import UsageError, parse_args
 from torchbragg.cli.usage import usage_needed, usage_reason, usage_text
 from torchbragg.config import KERNELS
-from torchbragg.errors import SetupError
+from torchbragg.errors import SetupError, one_line
 from torchbragg.io.errors import InputFileError
 from torchbragg.io.images import Terminated
 
@@ -49,7 +49,7 @@ def run(argv: list[str]) -> int:
     parsed = parse_args(argv, read_headers=_read_headers)
     st, ext = parsed.state, parsed.extensions
     for line in parsed.warnings:
-        print(line, file=sys.stderr)
+        print(one_line(line), file=sys.stderr)
     for line in parsed.messages:
         _say(line)
     if ext.get("help"):
@@ -67,7 +67,8 @@ def run(argv: list[str]) -> int:
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Python warnings (numpy's included) as one line, without a source line."""
-    print(f"torchbragg: warning: {message}", file=sys.stderr if file is None else file)
+    print(f"torchbragg: warning: {one_line(message)}",
+          file=sys.stderr if file is None else file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as err:  # noqa: BLE001 - anything else is a bug: one line, no traceback
             if debug:
                 raise
-            print(f"torchbragg: internal error: {type(err).__name__}: {err} (rerun with "
-                  "--debug for the traceback, and please report it)", file=sys.stderr)
+            print(f"torchbragg: internal error: {type(err).__name__}: {one_line(err)} (rerun "
+                  "with --debug for the traceback, and please report it)", file=sys.stderr)
             return 70
 
 
@@ -96,7 +97,7 @@ def _guarded(argv: list[str]) -> int:
     try:
         return run(argv)
     except (UsageError, SetupError, InputFileError) as err:
-        print(f"torchbragg: error: {err}", file=sys.stderr)
+        print(f"torchbragg: error: {one_line(err)}", file=sys.stderr)
         return 2
     except MemoryError as err:
         print(f"torchbragg: error: not enough memory ({type(err).__name__}); lower the "
@@ -110,7 +111,7 @@ def _guarded(argv: list[str]) -> int:
         return 2
     except OSError as err:
         name = f" {err.filename}:" if getattr(err, "filename", None) else ""
-        print(f"torchbragg: error:{name} {err.strerror or err}", file=sys.stderr)
+        print(one_line(f"torchbragg: error:{name} {err.strerror or err}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("torchbragg: interrupted", file=sys.stderr)

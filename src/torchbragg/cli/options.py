@@ -255,8 +255,9 @@ def _detector_abs(st: CState, v: list) -> None:
     if isinstance(v[0], str) or v[0] == 0.0:
         st.detector_thick = 0.0
         st.detector_mu = 0.0
-    else:
-        st.detector_mu = 1.0 / (v[0] * 1e-6)
+    else:  # a depth too small to hold in metres absorbs everything at once
+        depth_m = v[0] * 1e-6
+        st.detector_mu = 1.0 / depth_m if depth_m != 0.0 else math.inf
 
 
 def _convention(name: str, pivot: str) -> Apply:

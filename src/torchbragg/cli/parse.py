@@ -60,9 +60,16 @@ def c_atof(text: str) -> float:
 
 
 def c_atoi(text: str) -> int:
-    """Convert like C's ``atoi``: the leading integer, 0 when there is none."""
+    """Convert like C's ``atoi``: the leading integer, 0 when there is none.
+
+    glibc's atoi is ``(int) strtol``: beyond a long it saturates, and the cast keeps the low
+    32 bits (two's complement), as on x86-64 Linux.
+    """
     m = _C_INT.match(text)
-    return int(m.group(0)) if m else 0
+    if not m:
+        return 0
+    value = max(-(2**63), min(2**63 - 1, int(m.group(0))))
+    return (value + 2**31) % 2**32 - 2**31
 
 
 def is_number(text: str) -> bool:

@@ -16,7 +16,7 @@ from torchbragg.cli.outputs import write_outputs
 from torchbragg.cli.parse import UsageError
 from torchbragg.cli.printout import PrintoutObserver
 from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
-from torchbragg.errors import SetupError
+from torchbragg.errors import SetupError, one_line
 from torchbragg.experiment import Experiment
 from torchbragg.precedence import Plan
 from torchbragg.render import interpolation_warning
@@ -70,8 +70,13 @@ def extension_settings(ext: dict) -> tuple[torch.dtype, torch.device, float | No
     except RuntimeError:
         raise UsageError(f"--device: unknown device '{ext['device']}' (cpu, cuda, cuda:N)") \
             from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {ext['device']}: torchbragg renders on cpu or cuda[:N]")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {ext['device']}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {ext['device']}: this machine has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
     budget = ext.get("memory_budget_mb")
     if budget is not None:
         budget = _positive_mib(budget, "--memory-budget-mb")
@@ -124,6 +129,11 @@ def check_outputs_writable(st: CState) -> None:
     paths += [st.pgm_path] if st.write_pgm else []
     paths += [st.noise_path] if st.calculate_noise else []
     for path in paths:
+        if not path:
+            raise UsageError("cannot write '': an output file name is empty")
+        if len(os.path.basename(path).encode()) > 255:
+            raise UsageError(f"cannot write {path[:40]}...: the file name is longer than 255 "
+                             "bytes")
         if os.path.isdir(path):
             raise UsageError(f"cannot write {path}: it is a folder")
         if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
@@ -181,7 +191,7 @@ def simulate(st: CState, ext: dict) -> int:
     exp = Experiment.from_state(st, dtype=dtype, device=device, kernel=ext["kernel"])
     plan, sim = exp.plan, exp.simulator
     for line in plan.warnings:
-        print(f"WARNING: {line}", file=sys.stderr)
+        print(one_line(f"WARNING: {line}"), file=sys.stderr)
     _warn_phi0(plan.config.crystal, st.stale_phi0)
     for line in plan.lines():
         _say(line)

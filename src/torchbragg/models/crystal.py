@@ -190,7 +190,10 @@ class Crystal(nn.Module):
         if float(self.phistep_rad) == 0.0 or self.phisteps < 2:
             return None  # all steps equal: at 0 nothing rotates, else none is at 0
         phi0, step = float(self.phi0_rad), float(self.phistep_rad)
-        i = round(-phi0 / step)
+        ratio = -phi0 / step
+        if not -1.0 <= ratio <= self.phisteps:  # also inf and NaN
+            return None
+        i = round(ratio)
         return i if 0 <= i < self.phisteps and phi0 + step * float(i) == 0.0 else None
 
     def phi_angles_of(self, steps: list[int]) -> torch.Tensor:
