@@ -74,6 +74,7 @@ def test_surprise_is_one_warning_line_and_the_run_goes_on(workdir, extra, words,
     (["-mosaic", "1e300", "-mosaic_dom", "2"], ["-mosaic 1e+300 degrees is too large"]),
     (["--device", "meta"], ["--device meta: torchbragg renders on cpu or cuda"]),
     (["-intfile", ""], ["an output file name is empty"]),
+    (["-distance", "1_00"], ["expected a finite number, got '1_00'"]),
 ])
 def test_extremes_nanobragg_cannot_run_are_errors(workdir, extra, words):
     result = run_main(OK + extra + ["-floatfile", "f.bin"])
@@ -81,6 +82,12 @@ def test_extremes_nanobragg_cannot_run_are_errors(workdir, extra, words):
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("torchbragg: error:") and all(w in line for w in words), line
     assert not (workdir / "f.bin").exists()
+
+
+def test_output_name_that_is_not_utf8(workdir):
+    result = run_main(OK + ["-floatfile", "\udcff.bin"])  # the byte 0xff, as argv gives it
+    assert result.status == 0, result.stderr
+    assert (workdir / "\udcff.bin").exists()
 
 
 def test_big_integers_wrap_as_c_atoi_does(workdir):

@@ -54,3 +54,8 @@ def test_quick_run_prints_nothing():
     run(50, 100)
     run(100, 100)
     assert lines == []
+
+
+def test_durations_never_show_sixty():
+    assert [duration(s) for s in (59.7, 119.7, 3599.9)] == ["1 min 0 s", "2 min 0 s",
+                                                            "1 h 0 min"]

@@ -88,3 +88,38 @@ def test_mosaic_stream_redraws_the_c_domains_exactly():
         drawn_axes, drawn_angles = stream.draws(start, stop)
         assert np.array_equal(drawn_axes, axes[start:stop])
         assert np.array_equal(drawn_angles, angles[start:stop])
+
+
+def test_trace_and_printout_with_orientations_in_runs(tmp_path, monkeypatch, capsys):
+    from torchbragg.cli.main import main
+    from torchbragg.tracecompare import compare_traces, parse_trace
+
+    monkeypatch.chdir(tmp_path)
+    args = (f"{BASE} -phi 1 -osc 6 -phisteps 7 -trace_pixel 4 3 -printout_pixel 3 4 -nonoise "
+            "-nopgm -noprogress").split()
+    assert main(args) == 0
+    listed = capsys.readouterr().out
+    for module in (crystal_module, simulator_module):
+        monkeypatch.setattr(module, "LAZY_ORIENTATIONS", 5)
+    for module in (render_module, simulator_module):
+        monkeypatch.setattr(module, "LAZY_RUN", 3)
+    assert main(args) == 0
+    runs = capsys.readouterr().out
+    result = compare_traces(parse_trace(listed), parse_trace(runs), rtol=1e-12)
+    assert result.first is None and len(result.differences) > 100
+    printout = [line for line in listed.splitlines() if line.startswith(("hkl=", " F_cell="))]
+    assert printout and all(line in runs.splitlines() for line in printout)
+
+
+def test_a_small_budget_keeps_the_printouts_last_step(tmp_path, monkeypatch, capsys):
+    from torchbragg.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    args = f"{BASE} -phi 1 -osc 6 -phisteps 7 -printout_pixel 3 4 -nonoise -nopgm " \
+           "-noprogress --kernel reference".split()
+    assert main(args) == 0
+    whole = capsys.readouterr().out
+    assert main(args + ["--memory-budget-mb", "0.001"]) == 0
+    split = capsys.readouterr().out
+    pick = [line for line in whole.splitlines() if line.startswith(("hkl=", " F_cell="))]
+    assert pick and all(line in split.splitlines() for line in pick)

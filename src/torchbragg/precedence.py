@@ -350,8 +350,10 @@ def resolve(st: CState) -> Plan:
     msgs.append("nanoBragg nanocrystal diffraction simulator - James Holton and Ken Frankel "
                 "5-17-17")
     phisteps, osc, phistep = _phi_steps(st)
-    hdiv = sane(auto_range(st.hdivsteps, st.hdivrange, st.hdivstep))
-    vdiv = sane(auto_range(st.vdivsteps, st.vdivrange, st.vdivstep))
+    hdiv = sane(auto_range(st.hdivsteps, st.hdivrange, st.hdivstep,
+                           names="-hdivrange / -hdivstep"))
+    vdiv = sane(auto_range(st.vdivsteps, st.vdivrange, st.vdivstep,
+                           names="-vdivrange / -vdivstep"))
     disp = sane(auto_range(st.dispsteps, st.dispersion, -1.0))
     nthick, thick, thickstep, mu = _thickness(st, msgs)
     domains, spread = _mosaic(st, msgs)
@@ -450,7 +452,7 @@ def _orientation(st: CState, msgs: list[str], shared: SharedState):
     if st.mat_path is not None:
         msgs.append(f"reading {st.mat_path}")
         mat = np.stack(mosflm.reciprocal_vectors_from_mosflm(
-            mosflm.read_mosflm_matrix(st.mat_path), wavelength_m=st.lambda0))
+            mosflm.read_mosflm_matrix(st.mat_path), wavelength_m=st.lambda0, path=st.mat_path))
         recip = torch.tensor(mat, dtype=torch.float64)
     misset = None
     if st.misset_mode == -1:

@@ -318,14 +318,15 @@ class Renderer:
     def _plain_sum(self, ctx: Context, geo: dict, size: int | None = None) -> torch.Tensor:
         """(P,) sum of F_cell^2 F_latt^2 over all steps, when nothing multiplies the running sum.
 
-        Orientations are taken ``size`` at a time (all at once by default). Steps with
-        F_latt = 0 add 0 here, so only the -dmin cut needs a mask.
+        Orientations are taken ``size`` at a time (all at once by default), last run first as
+        the recurrence takes them, so that observers see runs in the same order on both
+        paths. Steps with F_latt = 0 add 0 here, so only the -dmin cut needs a mask.
         """
         lattice = ctx.orient.lattice_m
         n = lattice.shape[0]
         size = size or n
         total = None
-        for first in range(0, n, size):
+        for first in reversed(range(0, n, size)):
             part = self._plain_run(ctx, geo, lattice[first:first + size])
             total = part if total is None else total + part
         return total

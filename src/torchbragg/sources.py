@@ -19,7 +19,8 @@ class StepRange:
     step: float
 
 
-def auto_range(steps: int, rng: float, step: float, one_sided: bool = False) -> StepRange:
+def auto_range(steps: int, rng: float, step: float, one_sided: bool = False,
+               names: str = "range / step") -> StepRange:
     """Fill in a (steps, range, step) triple where some are "not given" (<= 0 or < 0).
 
     This is nanoBragg's rule for divergence and dispersion: range and step given -> steps =
@@ -34,7 +35,7 @@ def auto_range(steps: int, rng: float, step: float, one_sided: bool = False) -> 
             return StepRange(2, step, step)
         if step <= 0.0:
             return StepRange(2, rng, rng / 2 if one_sided else rng)
-        return StepRange(step_count(rng, step), rng, step)
+        return StepRange(step_count(rng, step, names), rng, step)
     if rng < 0.0:
         if step <= 0.0:
             full = 0.5e-6 if one_sided else 1.0

@@ -71,7 +71,10 @@ def trace_pixel(simulator, slow: int, fast: int) -> PixelTrace:
     stages: dict = {}
 
     def record(stage: str, tensors: dict) -> None:
-        stages[stage] = {k: v.detach().cpu().numpy()[0] for k, v in tensors.items()}
+        arrays = {k: v.detach().cpu().numpy()[0] for k, v in tensors.items()}
+        if stage == "steps" and stage in stages:  # runs of orientations come last run first
+            arrays = {k: np.concatenate((v, stages[stage][k]), axis=3) for k, v in arrays.items()}
+        stages[stage] = arrays
 
     renderer.observer = record
     with torch.no_grad():

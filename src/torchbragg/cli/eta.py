@@ -21,13 +21,15 @@ EVERY_S = 30.0
 
 def duration(seconds: float) -> str:
     """'42 s', '3 min 5 s', '2 h 10 min', '4.2 days'."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
-    if seconds < 86400 * 2:
-        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
-    return f"{seconds / 86400:.1f} days"
+    if seconds >= 86400 * 2:
+        return f"{seconds / 86400:.1f} days"
+    whole = round(seconds)  # split after rounding: never "1 min 60 s"
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
 
 
 class RunClock:

@@ -95,7 +95,8 @@ def _strict(option: str, kind: str, text: str) -> float | int | str:
         return text
     what = "an integer" if kind == "i" else "a finite number"
     try:
-        value = float(text) if text.isascii() else math.nan  # C reads ASCII digits only
+        # C reads ASCII digits only, and atof stops at a '_' that Python's float would skip
+        value = float(text) if text.isascii() and "_" not in text else math.nan
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or (kind == "i" and value != int(value)):
@@ -105,6 +106,8 @@ def _strict(option: str, kind: str, text: str) -> float | int | str:
 
 def integer_note(option: str, kinds: str, texts: list[str]) -> str | None:
     """A warning when an integer value is written so that atoi reads less than it says."""
+    if option.startswith("-trace_pixel"):
+        return None  # torchbragg's own option: no C reading to follow
     for kind, text in zip(kinds, texts, strict=True):
         if kind == "i" and not _PLAIN_INT.match(text) and c_atoi(text) != int(float(text)):
             return (f"WARNING: option {option}: '{text}' is read as {c_atoi(text)}, not "
@@ -175,13 +178,16 @@ def _values(rule: Rule, argv: list[str], i: int, strict: bool) -> list | None:
 _DETPIXELS = ("-detpixels", "-detpixels_f", "-detpixels_x", "-detpixels_s", "-detpixels_y")
 
 
-def value_note(pattern: str, values: list) -> str | None:
-    """A warning for a value nanoBragg accepts but probably not as the user meant, or None."""
+def value_note(pattern: str, values: list, sized: bool = False) -> str | None:
+    """A warning for a value nanoBragg accepts but probably not as the user meant, or None.
+
+    ``sized``: the command gives a crystal size, which sets the cell counts instead.
+    """
     first = values[0] if values else None
     if pattern in _DETPIXELS and first == 0:  # negative counts are an error later
         return (f"{pattern} {first}: nanoBragg then sizes the detector from -detsize "
                 "(default 102.4 mm) instead, and so does this run")
-    if pattern in ("-N", "-Na", "-Nb", "-Nc") and first <= 0:
+    if pattern in ("-N", "-Na", "-Nb", "-Nc") and first <= 0 and not sized:
         return f"{pattern} {first}: nanoBragg uses one unit cell there, and so does this run"
     if pattern == "-cell" and len(values) in (1, 2, 4, 5):
         return (f"-cell with {len(values)} value(s): nanoBragg takes b and c equal to a and "
@@ -291,7 +297,10 @@ def _scan_token(argv: list[str], i: int, st: CState, warnings: list[str]) -> int
             taken = _consumed(rule, values)
             note = integer_note(token, _kinds(rule, taken), argv[i + 1:i + 1 + taken]) \
                 if taken and rule.nargs > 0 else None
-            surprise = value_note(rule.pattern, values) if values else None
+            sized = any(a.startswith(("-xtal_size", "-sample_", "-xtal_x", "-xtal_y", "-xtal_z",
+                                      "-xtal_thick"))
+                        for a in argv)
+            surprise = value_note(rule.pattern, values, sized) if values else None
             warnings.extend(n for n in (note, surprise and f"WARNING: {surprise}") if n)
         else:
             note = _side_effect_warning(token, rule, st, values,

@@ -131,7 +131,7 @@ def check_outputs_writable(st: CState) -> None:
     for path in paths:
         if not path:
             raise UsageError("cannot write '': an output file name is empty")
-        if len(os.path.basename(path).encode()) > 255:
+        if len(os.fsencode(os.path.basename(path))) > 255:
             raise UsageError(f"cannot write {path[:40]}...: the file name is longer than 255 "
                              "bytes")
         if os.path.isdir(path):

@@ -163,7 +163,7 @@ def reciprocal_vectors_from_mosflm(
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         det = float(np.dot(vectors[0], np.cross(vectors[1], vectors[2])))
         volume = 1.0 / det if det != 0.0 else math.inf
-    lengths = [float(np.sqrt(np.dot(v, v))) for v in vectors]
+        lengths = [float(np.sqrt(np.dot(v, v))) for v in vectors]
     if not (math.isfinite(det) and math.isfinite(volume) and det != 0.0
             and all(1e-50 < length < 1e50 for length in lengths)):
         raise InputFileError(path, f"the A matrix gives a reciprocal cell volume of {det:g} "

@@ -156,6 +156,8 @@ class Crystal(nn.Module):
         """(n, 3, 3) rotations of mosaic domains ``domains`` (int tensor of ascending runs)."""
         if self.mosaic_stream is None:
             return self.domain_rotations()[domains]
+        if domains.numel() == 0:
+            return self.spindle.new_zeros((0, 3, 3))
         index = domains.tolist()
         breaks = [0] + [i for i in range(1, len(index)) if index[i] != index[i - 1] + 1]
         runs = zip(breaks, [*breaks[1:], len(index)], strict=True)
