@@ -108,6 +108,20 @@ class BeamConfig:
             else len(self.source_wavelengths_m)
 
 
+def zero_phi_step(phi0_rad: float, phistep_rad: float, phisteps: int) -> int | None:
+    """The first phi step exactly at phi = 0 (as phi0 + i step computes it), or None.
+
+    Found without listing the steps: with a non-zero step at most one is at 0.
+    """
+    if phistep_rad == 0.0:
+        return 0 if phi0_rad == 0.0 and phisteps > 0 else None
+    ratio = -phi0_rad / phistep_rad
+    if not -1.0 <= ratio <= phisteps:  # also inf and NaN
+        return None
+    i = round(ratio)
+    return i if 0 <= i < phisteps and phi0_rad + phistep_rad * float(i) == 0.0 else None
+
+
 @dataclass(frozen=True, eq=False)
 class CrystalConfig:
     """Unit cell, orientation, size, spot shape, spindle and mosaic domains.
@@ -143,18 +157,8 @@ class CrystalConfig:
     mosaic_stream: object | None = None
 
     def zero_phi_step(self) -> int | None:
-        """The first phi step exactly at phi = 0 (as phi0 + i step computes it), or None.
-
-        Found without listing the steps: with a non-zero step at most one is at 0.
-        """
-        phi0, step = self.phi0_rad, self.phistep_rad
-        if step == 0.0:
-            return 0 if phi0 == 0.0 and self.phisteps > 0 else None
-        ratio = -phi0 / step
-        if not -1.0 <= ratio <= self.phisteps:  # also inf and NaN
-            return None
-        i = round(ratio)
-        return i if 0 <= i < self.phisteps and phi0 + step * float(i) == 0.0 else None
+        """The first phi step exactly at phi = 0, or None (see :func:`zero_phi_step`)."""
+        return zero_phi_step(self.phi0_rad, self.phistep_rad, self.phisteps)
 
     @property
     def domains(self) -> int:

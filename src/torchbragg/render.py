@@ -248,8 +248,7 @@ class Renderer:
                                                ctx.layer_offsets)  # (P, T, Q, 3)
         incident, wavelengths = ctx.incident, ctx.wavelengths
         if isinstance(incident, SourceRuns):  # all at once only for a trace
-            every = torch.arange(len(incident), device=pos.device)
-            incident, wavelengths = incident[every], wavelengths[every]
+            incident, wavelengths = incident.all(), wavelengths.all()
         return self._geometry(ctx, fast, slow, pos, ctx.layers[:, None], incident,
                               wavelengths)
 

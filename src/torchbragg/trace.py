@@ -102,9 +102,8 @@ def trace_pixel(simulator, slow: int, fast: int) -> PixelTrace:
 
 def _all(values) -> np.ndarray:
     """A tensor, or every row of a source view made when needed, as numpy."""
-    if isinstance(values, torch.Tensor):
-        return values.detach().cpu().numpy()
-    return values[torch.arange(len(values))].detach().cpu().numpy()
+    values = values if isinstance(values, torch.Tensor) else values.all()
+    return values.detach().cpu().numpy()
 
 
 def _frame_entries(tr: PixelTrace) -> Iterator[Entry]:

@@ -175,6 +175,7 @@ def _values(rule: Rule, argv: list[str], i: int, strict: bool) -> list | None:
     return [_lenient(k, t) for k, t in zip(kinds, texts, strict=True)]
 
 
+_CELL_COUNTS = ("-N", "-Na", "-Nb", "-Nc")
 _DETPIXELS = ("-detpixels", "-detpixels_f", "-detpixels_x", "-detpixels_s", "-detpixels_y")
 
 
@@ -187,7 +188,7 @@ def value_note(pattern: str, values: list, sized: bool = False) -> str | None:
     if pattern in _DETPIXELS and first == 0:  # negative counts are an error later
         return (f"{pattern} {first}: nanoBragg then sizes the detector from -detsize "
                 "(default 102.4 mm) instead, and so does this run")
-    if pattern in ("-N", "-Na", "-Nb", "-Nc") and first <= 0 and not sized:
+    if pattern in _CELL_COUNTS and first <= 0 and not sized:
         return f"{pattern} {first}: nanoBragg uses one unit cell there, and so does this run"
     if pattern == "-cell" and len(values) in (1, 2, 4, 5):
         return (f"-cell with {len(values)} value(s): nanoBragg takes b and c equal to a and "
@@ -204,6 +205,12 @@ def value_note(pattern: str, values: list, sized: bool = False) -> str | None:
         return (f"-roi {' '.join(str(v) for v in values)}: a minimum above its maximum "
                 "selects no pixel; the image will be all zero, as in nanoBragg")
     return None
+
+
+def _sized(argv: list[str]) -> bool:
+    """Whether the command gives a crystal size (which then sets the cell counts)."""
+    return any(a.startswith(("-xtal_size", "-sample_", "-xtal_x", "-xtal_y", "-xtal_z",
+                             "-xtal_thick")) for a in argv)
 
 
 def _kinds(rule: Rule, n: int) -> str:
@@ -297,9 +304,7 @@ def _scan_token(argv: list[str], i: int, st: CState, warnings: list[str]) -> int
             taken = _consumed(rule, values)
             note = integer_note(token, _kinds(rule, taken), argv[i + 1:i + 1 + taken]) \
                 if taken and rule.nargs > 0 else None
-            sized = any(a.startswith(("-xtal_size", "-sample_", "-xtal_x", "-xtal_y", "-xtal_z",
-                                      "-xtal_thick"))
-                        for a in argv)
+            sized = rule.pattern in _CELL_COUNTS and _sized(argv)  # only where it matters
             surprise = value_note(rule.pattern, values, sized) if values else None
             warnings.extend(n for n in (note, surprise and f"WARNING: {surprise}") if n)
         else:

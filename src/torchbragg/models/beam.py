@@ -134,3 +134,8 @@ class SourceRuns:
 
     def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
         return self.beam.sources_at(index)[self.part]
+
+    def all(self) -> torch.Tensor:
+        """Every row at once (for a trace: memory in proportion to the sources)."""
+        every = torch.arange(len(self), device=self.beam.direction.device)
+        return self[every]

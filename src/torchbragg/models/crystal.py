@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from torchbragg.config import CrystalConfig
+from torchbragg.config import CrystalConfig, zero_phi_step
 from torchbragg.geometry import rotate_axis
 from torchbragg.lattice import real_and_reciprocal, reciprocal_from_cell
 from torchbragg.models._params import buffer, parameter
@@ -191,12 +191,7 @@ class Crystal(nn.Module):
         """The one phi step exactly at 0 that reuses another's cell, or None."""
         if float(self.phistep_rad) == 0.0 or self.phisteps < 2:
             return None  # all steps equal: at 0 nothing rotates, else none is at 0
-        phi0, step = float(self.phi0_rad), float(self.phistep_rad)
-        ratio = -phi0 / step
-        if not -1.0 <= ratio <= self.phisteps:  # also inf and NaN
-            return None
-        i = round(ratio)
-        return i if 0 <= i < self.phisteps and phi0 + step * float(i) == 0.0 else None
+        return zero_phi_step(float(self.phi0_rad), float(self.phistep_rad), self.phisteps)
 
     def phi_angles_of(self, steps: list[int]) -> torch.Tensor:
         """Nominal angles of a few phi steps."""
