@@ -48,6 +48,12 @@ SURPRISES = [
                  id="unknown_pivot"),
     pytest.param(["-fdet_vector", "0", "1", "0", "-sdet_vector", "0", "1", "0"],
                  ["axes are parallel"], None, id="parallel_detector_axes"),
+    pytest.param(["-phisteps", "-3"], ["-phisteps -3", "not given"], "phi0 = 0\n",
+                 id="negative_phi_steps"),
+    pytest.param(["-dispsteps", "-2", "-dispersion", "1"], ["-dispsteps -2", "not given"],
+                 "lambda1 = 6.231e-10", id="negative_dispersion_steps"),
+    pytest.param(["-oversample", "-2"], ["-oversample -2", "not given"],
+                 "auto-selected 1-fold oversampling", id="negative_oversampling"),
     pytest.param(["-distance", "1e-9"], ["recommended oversampling", "overflows"],
                  "auto-selected 1-fold oversampling", id="oversampling_overflow"),
 ]
@@ -64,6 +70,13 @@ def test_surprise_is_one_warning_line_and_the_run_goes_on(workdir, extra, words,
     assert (workdir / "f.bin").exists()
     if stdout:
         assert stdout in result.stdout
+
+
+def test_zero_mosaic_domains_are_chosen_as_nanobragg_chooses(workdir):
+    result = run_main(OK + ["-mosaic", "0.5", "-mosaic_dom", "0", "-floatfile", "f.bin"])
+    assert result.status == 0, result.stderr
+    assert "upping to 10 mosaic domains" in result.stdout
+    assert "created a total of 10 mosaic domains" in result.stdout
 
 
 @pytest.mark.parametrize(("extra", "words"), [

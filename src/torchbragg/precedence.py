@@ -303,19 +303,26 @@ def _check_values(st: CState) -> None:
         if not any(getattr(st, name)):
             flag = "-spindle_axis" if name == "spindle" else f"-{name}_vector"
             raise SetupError(f"{flag} must not be the zero vector")
-    checks = (("-phisteps", st.phisteps), ("-mosaic_dom", st.mosaic_domains),
-              ("-dispsteps", st.dispsteps), ("-hdivsteps", st.hdivsteps),
-              ("-vdivsteps", st.vdivsteps), ("-detector_thicksteps", st.detector_thicksteps),
-              ("-oversample", st.oversample))
-    for name, value in checks:
-        if value < -1:
-            raise SetupError(f"{name} must not be negative, got {value}")
-    if st.mosaic_domains == 0:
-        raise SetupError("-mosaic_dom 0: a mosaic crystal needs at least one domain")
     if not abs(st.mosaic_spread) < 1e30:  # the C program passes it through a float
         raise SetupError(f"-mosaic {st.mosaic_spread * RTD:g} degrees is too large")
     if not abs(st.water_size) < 1e30:
         raise SetupError(f"-water {st.water_size * 1e6:g} um is too large")
+
+
+def _warn_negative_counts(st: CState, warns: list[str]) -> None:
+    """A negative step count is nanoBragg's "not given": the count is then chosen for you.
+
+    -1 is the unset value, so only counts below it can be told apart and warned about.
+    """
+    counts = (("-phisteps", st.phisteps), ("-mosaic_dom", st.mosaic_domains),
+              ("-dispsteps", st.dispsteps), ("-hdivsteps", st.hdivsteps),
+              ("-vdivsteps", st.vdivsteps), ("-detector_thicksteps", st.detector_thicksteps),
+              ("-oversample", st.oversample))
+    for name, value in counts:
+        if value < -1:
+            warns.append(f"{name} {value}: nanoBragg reads a negative count as not given and "
+                         "chooses the count itself, as if the option were left out; so does "
+                         "this run")
 
 
 def _thickness(st: CState, msgs: list[str]) -> tuple[int, float, float, float]:
@@ -333,14 +340,15 @@ def resolve(st: CState) -> Plan:
     Raises
     ------
     SetupError
-        For impossible values (non-positive wavelength or pixel size, negative step counts,
-        zero mosaic domains, ...).
+        For impossible values (non-positive wavelength or pixel size, step counts beyond C's
+        int, ...).
     torchbragg.io.errors.InputFileError
         For unreadable or malformed input files.
     """
     msgs: list[str] = []
     warns: list[str] = []
     _check_values(st)
+    _warn_negative_counts(st, warns)
     _detector_size(st)
     _warn_roi(st, warns)
     _fluence(st, msgs)
