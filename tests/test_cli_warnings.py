@@ -4,6 +4,11 @@ C program's result; internal errors end in one line too.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -174,3 +179,25 @@ def test_python_warnings_are_one_line(workdir, monkeypatch):
     lines = result.stderr.splitlines()
     assert lines == ["torchbragg: warning: overflow encountered in scalar multiply",
                      "torchbragg: warning: something odd"]
+
+
+def test_ctrl_c_while_modules_import_is_one_line():
+    """Ctrl-C during the imports (torch takes a second) ends with status 130, no traceback."""
+    command = [sys.executable, "-c", "from torchbragg.cli.entry import torchbragg; torchbragg()",
+               *OK, "-floatfile", os.devnull]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.decode() == "torchbragg: interrupted\n"
+
+
+def test_ctrl_c_while_rendering_is_one_line(workdir, monkeypatch):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "run", interrupted)
+    result = run_main(OK + ["-floatfile", "f.bin"])
+    assert result.status == 130
+    assert result.stderr == "torchbragg: interrupted\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import warnings
 
+from torchbragg.cli.entry import interrupts_end_the_process
 from torchbragg.cli.parse import UsageError, parse_args
 from torchbragg.cli.usage import usage_needed, usage_reason, usage_text
 from torchbragg.config import KERNELS
@@ -24,7 +25,8 @@ def _say(line: str) -> None:
 def _read_headers(st) -> list[str]:
     if st.img_path is None and st.mask_path is None:
         return []
-    from torchbragg.precedence import apply_smv_headers  # imports torch
+    with interrupts_end_the_process():
+        from torchbragg.precedence import apply_smv_headers  # imports torch
 
     return apply_smv_headers(st)
 
@@ -60,7 +62,8 @@ def run(argv: list[str]) -> int:
         print(f"torchbragg: error: {usage_reason(st)}", file=sys.stderr)
         return 9
     check_extensions(ext)
-    from torchbragg.cli.simulate import simulate
+    with interrupts_end_the_process():
+        from torchbragg.cli.simulate import simulate  # imports torch
 
     return simulate(st, ext)
 
