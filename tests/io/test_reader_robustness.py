@@ -7,6 +7,7 @@ import pytest
 from io_testdata import INPUTS
 
 import torchbragg.io.hkl as hkl_module
+from torchbragg.io.ctext import c_reading
 from torchbragg.io.errors import InputFileError
 from torchbragg.io.hkl import HKLTable, fdump_bytes, read_fdump, read_hkl
 from torchbragg.io.mosflm import read_mosflm_matrix, reciprocal_vectors_from_mosflm
@@ -380,6 +381,54 @@ def test_negative_weights_warn(write_text):
     assert filled.warnings == sources.warnings
     assert filled.line_numbers.tolist() == [1, 2, 3, 4, 5, 6]
     assert read_sources(INPUTS / "sources.txt").warnings == []
+
+
+# The C reader's reading of each line was checked against nanoBragg's printout of its sources.
+@pytest.mark.parametrize(
+    ("line", "columns", "expected"),
+    [
+        (b"0 0 -10\n", 5, [0.0, 0.0, -10.0, np.nan, np.nan]),
+        (b"0 0 -10\r\n", 5, [0.0, 0.0, -10.0, 0.0, 0.0]),
+        (b"0.001 0 -10", 5, [0.001, 0.0, -10.0, 0.0, 0.0]),
+        (b"# header\n", 5, [0.0] * 5),
+        (b"0 0 -10 # comment\n", 5, [0.0, 0.0, -10.0, 0.0, 0.0]),
+        (b"\r\n", 5, [0.0] * 5),
+        (b"  \t\n", 5, None),
+        (b"1,2;3:4!5 6 7\r\n", 5, [1.0, 2.0, 3.0, 4.0, 5.0]),
+        (b"1 2 3   \n", 5, [1.0, 2.0, 3.0, np.nan, np.nan]),
+    ],
+)
+def test_c_reading_of_a_line(line, columns, expected):
+    got = c_reading(line, columns)
+    if expected is None:
+        assert got is None
+    else:
+        np.testing.assert_array_equal(np.array(got), np.array(expected))
+
+
+@pytest.mark.parametrize(
+    ("data", "lines", "why"),
+    [
+        (b"0 0 -10\r\n0.001 0 -10 1 1e-10\r\n", [1], "carriage return"),
+        (b"0 0 -10\n0.001 0 -10", [2], "no newline after its last line"),
+        (b"# header\n0 0 -10 1 1e-10 # ok after five\n0 0 -10 # note\n", [1, 3], "'#'"),
+    ],
+)
+def test_lines_nanobragg_reads_otherwise_warn(tmp_path, data, lines, why):
+    path = tmp_path / "src.txt"
+    path.write_bytes(data)
+    sources = read_sources(path)
+    assert [w.split(":")[0] for w in sources.warnings] == [f"{path} line {n}" for n in lines]
+    assert all(why in w and "torchbragg" in w for w in sources.warnings)
+    assert np.isnan(sources.wavelength_m).any()  # read as written: the default wavelength
+
+
+def test_many_lines_read_otherwise_are_counted(tmp_path):
+    path = tmp_path / "src.txt"
+    path.write_bytes(b"".join(b"0 %d -10\r\n" % i for i in range(10)))
+    warnings = read_sources(path).warnings
+    assert len(warnings) == 4
+    assert warnings[-1] == f"{path}: 7 more lines that nanoBragg would read differently"
 
 
 # --- SMV header --------------------------------------------------------------------------------

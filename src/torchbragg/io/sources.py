@@ -8,7 +8,8 @@ left out and ``nan`` may stand for any column: such values get defaults (see
 Beyond the C program, ``#`` starts a comment, and a line holding anything but numbers is an
 error (the C reader would turn text into zeros). So is an infinite value, and a source at
 0 0 0 (the C program would normalise it to a NaN direction). A negative weight is read as is,
-with a warning.
+with a warning. So is a line the C program would read differently (one ending in a carriage
+return, a last line without a newline, a comment: it reads the columns after them as 0).
 
 The C program prints each source as ``"%g %g %g   %g %g"`` (X Y Z weight wavelength, before
 normalising), and never uses the weight in the intensity: every source counts equally.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from torchbragg.io.ctext import c_may_differ, c_reading, why_c_differs
 from torchbragg.io.errors import InputFileError, parse_number, read_input_bytes, show_text
 
 __all__ = ["SourceTable", "apply_source_defaults", "read_sources"]
@@ -90,11 +92,19 @@ def read_sources(path: str | os.PathLike) -> SourceTable:
     """
     rows: list[list[float]] = []
     numbers: list[int] = []
-    for number, line in enumerate(read_input_bytes(path).split(b"\n"), start=1):
+    c_differs: list[str] = []
+    pieces = read_input_bytes(path).split(b"\n")
+    last_ends = pieces[-1] == b""
+    if last_ends:
+        pieces.pop()  # the empty text after the final newline
+    for number, line in enumerate(pieces, start=1):
         row = _parse_source_line(path, line, number)
         if row is not None:
             rows.append(row)
             numbers.append(number)
+        terminated = number < len(pieces) or last_ends
+        if c_may_differ(line, terminated):
+            c_differs.extend(_c_difference(path, line, number, row, terminated))
     if not rows:
         raise InputFileError(path, "no sources found (expected lines 'X Y Z weight wavelength')")
     table = np.array(rows, dtype=np.float64)
@@ -103,7 +113,8 @@ def read_sources(path: str | os.PathLike) -> SourceTable:
         position_m=table[:, 0:3].copy(),
         weight=table[:, 3].copy(),
         wavelength_m=table[:, 4].copy(),
-        warnings=_negative_weight_warnings(path, table[:, 3], line_numbers),
+        warnings=_c_reading_warnings(path, c_differs)
+        + _negative_weight_warnings(path, table[:, 3], line_numbers),
         line_numbers=line_numbers,
         path=os.fspath(path),
     )
@@ -138,6 +149,34 @@ _ZERO_POSITION = (
     "source position X Y Z is 0 0 0, which gives no direction from the sample (nanoBragg "
     "would normalise it to NaN)"
 )
+
+
+def _c_difference(path, line: bytes, number: int, row: list[float] | None,
+                  terminated: bool) -> list[str]:
+    """One warning when nanoBragg's reader would take this line other than as written."""
+    c_row = c_reading(line + b"\n" if terminated else line, len(_COLUMNS))
+    if _same(c_row, row):
+        return []
+    show = lambda r: " ".join(f"{v:g}" for v in r)  # noqa: E731
+    c_text = "skip it" if c_row is None else f"read X Y Z weight wavelength = {show(c_row)}"
+    ours = "skips it" if row is None else f"reads {show(row)} ('nan': the default)"
+    effect = "" if c_row is None or c_row[4] != 0 else " (a zero wavelength: an image of NaN)"
+    return [f"{os.fspath(path)} line {number}: {why_c_differs(line, terminated)}, so nanoBragg "
+            f"would {c_text}{effect}; torchbragg {ours}"]
+
+
+def _same(a: list[float] | None, b: list[float] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
+
+
+def _c_reading_warnings(path, lines: list[str]) -> list[str]:
+    """The first few lines nanoBragg would read differently, then a count of the rest."""
+    if len(lines) <= MAX_EXAMPLES:
+        return lines
+    return lines[:MAX_EXAMPLES] + [f"{os.fspath(path)}: {len(lines) - MAX_EXAMPLES} more lines "
+                                   "that nanoBragg would read differently"]
 
 
 def _negative_weight_warnings(
