@@ -5,14 +5,17 @@ import math
 import numpy as np
 import pytest
 
+import torchbragg.sources as sources_module
 from torchbragg.cli.parse import parse_args
 from torchbragg.precedence import resolve
 from torchbragg.sources import (
     SOURCE_DISTANCE_M,
     StepRange,
     auto_range,
+    c_rotate_axis,
     dispersion_wavelengths,
     divergence_offsets,
+    grid_positions,
     grid_sources,
     sane,
 )
@@ -136,7 +139,7 @@ def test_square_divergence_keeps_the_full_grid():
 
 def test_no_divergence_is_one_untrimmed_source():
     one = StepRange(1, 0.0, 0.0)
-    assert divergence_offsets(one, one, round_div=True) == [(0.0, 0.0)]
+    assert divergence_offsets(one, one, round_div=True).tolist() == [[0.0, 0.0]]
 
 
 def test_divergence_in_one_direction_only_is_not_trimmed_by_the_other_axis():
@@ -212,6 +215,28 @@ def test_horizontal_divergence_swings_about_beam_cross_polarization():
     # beam x E = x x z = -y; -10 x rotated about -y by hd
     expected = SOURCE_DISTANCE_M * np.array([-math.cos(hd), 0.0, -math.sin(hd)])
     np.testing.assert_allclose(pos[0], expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("round_div", [True, False])
+def test_grid_positions_equal_the_c_rotations_bit_for_bit(round_div):
+    """The array version of the grid equals nanoBragg's loops and rotations, point by point."""
+    h, v = StepRange(7, 0.003, 0.0005), StepRange(6, 0.002, 0.0004)
+    beam, polar = np.array([0.6, 0.0, -0.8]), np.array([0.0, 1.0, 0.0])
+    offsets = divergence_offsets(h, v, round_div)
+    expected_offsets = []
+    for ih in range(h.steps):
+        for iv in range(v.steps):
+            hd, vd = h.step * ih - h.range / 2.0, v.step * iv - v.range / 2.0
+            test_h = (hd * hd - h.step * h.step / 4.0 * (1 - h.steps % 2)) / h.range / h.range
+            test_v = (vd * vd - v.step * v.step / 4.0 * (1 - v.steps % 2)) / v.range / v.range
+            if not (round_div and test_h + test_v > 1.1 / 4.0):
+                expected_offsets.append((hd, vd))
+    assert offsets.tolist() == [list(pair) for pair in expected_offsets]
+    vert = sources_module._c_unit_cross(beam.tolist(), polar.tolist())
+    start = [-SOURCE_DISTANCE_M * x for x in beam.tolist()]
+    expected = [c_rotate_axis(c_rotate_axis(start, polar.tolist(), vd), vert, hd)
+                for hd, vd in expected_offsets]
+    assert grid_positions(beam, polar, offsets).tolist() == expected
 
 
 def test_sources_are_divergence_major_with_equal_weights():

@@ -47,6 +47,7 @@ from torchbragg.sources import (
     SourceGrid,
     auto_range,
     dispersion_wavelengths,
+    divergence_indices,
     divergence_offsets,
     grid_positions,
     grid_sources,
@@ -398,7 +399,7 @@ def resolve(st: CState) -> Plan:
     config = SimulationConfig(detector=det, beam=beam, crystal=crystal, structure_factors=sf,
                               sampling=sampling, mask=mask)
     # the C program's divergence count stays -1 when the sources come from a file
-    n_div = -1 if st.source_path else len(divergence_offsets(hdiv, vdiv, st.round_div))
+    n_div = -1 if st.source_path else len(divergence_indices(hdiv, vdiv, st.round_div)[0])
     info.update(frame=frame, hdiv=hdiv, vdiv=vdiv, disp=disp, n_div=n_div)
     return Plan(config=config, state=st, messages=msgs, info=info, warnings=warns)
 
@@ -620,14 +621,14 @@ def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str],
         warns.extend(table.warnings)
     else:
         offsets = divergence_offsets(hdiv, vdiv, st.round_div)
-        msgs.extend(f"divergence deviation: {_g(h)} {_g(v)}" for h, v in offsets)
+        msgs.append(NumberedLines(len(offsets), lambda i: "divergence deviation: "
+                                  f"{_g(offsets[i, 0])} {_g(offsets[i, 1])}"))
         if len(offsets) * disp.steps > LAZY_SOURCES:
             return _grid_beam(st, axes, offsets, disp, (hdiv.range, vdiv.range), msgs)
         waves = dispersion_wavelengths(st.lambda0, disp)
         msgs.extend(f"lambda{i} = {w:.15g}" for i, w in enumerate(waves))
         pos, weights, lambdas = grid_sources(axes["beam"], axes["polar"], offsets, waves)
-        grid = dict(divergence_offsets_rad=np.repeat(np.asarray(offsets, dtype=np.float64)
-                                                     .reshape(-1, 2), len(waves), axis=0),
+        grid = dict(divergence_offsets_rad=np.repeat(offsets, len(waves), axis=0),
                     divergence_rad=(hdiv.range, vdiv.range), dispersion=disp.range)
     msgs.append(f"  created a total of {len(lambdas)} sources:")
     for p, w, lam in zip(pos, weights, lambdas, strict=True):
@@ -646,12 +647,11 @@ def _beam(st: CState, axes: dict, hdiv, vdiv, disp, msgs: list[str],
                       beamsize_m=st.beamsize, **grid)
 
 
-def _grid_beam(st: CState, axes: dict, offsets: list, disp, ranges: tuple,
+def _grid_beam(st: CState, axes: dict, offsets: np.ndarray, disp, ranges: tuple,
                msgs: list) -> BeamConfig:
     """A beam whose sources (too many to list) come from a SourceGrid when needed."""
     positions = grid_positions(axes["beam"], axes["polar"], offsets)
-    grid = SourceGrid(positions, np.asarray(offsets, dtype=np.float64).reshape(-1, 2),
-                      st.lambda0, disp)
+    grid = SourceGrid(positions, offsets, st.lambda0, disp)
     lambda0 = st.lambda0
     msgs.append(NumberedLines(disp.steps, lambda i: f"lambda{i} = "
                               f"{lambda0 * (1.0 + disp.step * i - disp.range / 2.0):.15g}"))

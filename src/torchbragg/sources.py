@@ -68,28 +68,37 @@ def sane(r: StepRange) -> StepRange:
     return r
 
 
-def divergence_offsets(h: StepRange, v: StepRange, round_div: bool) -> list[tuple[float, float]]:
-    """(hdiv, vdiv) angle pairs (radians) of the divergence grid, in nanoBragg's order.
+def divergence_offsets(h: StepRange, v: StepRange, round_div: bool) -> np.ndarray:
+    """(n, 2) (hdiv, vdiv) angle pairs (radians) of the divergence grid, in nanoBragg's order.
 
     With ``round_div`` the rectangular grid is trimmed to an ellipse (the C program's test
-    ``4 * test > 1.1``, which allows for the half-step offset of even grids).
+    ``4 * test > 1.1``, which allows for the half-step offset of even grids). The grid is
+    built with array operations in the C program's order of operations (16 bytes a point).
     """
-    pairs = []
-    for ih in range(h.steps):
-        for iv in range(v.steps):
-            hd = h.step * ih - h.range / 2.0
-            vd = v.step * iv - v.range / 2.0
-            if round_div and _ellipse_test(hd, h) + _ellipse_test(vd, v) > 1.1 / 4.0:
-                continue
-            pairs.append((hd, vd))
-    return pairs
+    ih, iv = divergence_indices(h, v, round_div)
+    return np.stack((_angles(h)[ih], _angles(v)[iv]), axis=-1)
 
 
-def _ellipse_test(x: float, r: StepRange) -> float:
+def divergence_indices(h: StepRange, v: StepRange, round_div: bool
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) horizontal and vertical step indices of the grid points kept, in loop order."""
+    if not round_div:
+        ih, iv = np.divmod(np.arange(h.steps * v.steps, dtype=np.int64), v.steps)
+        return ih, iv
+    test = _ellipse_test(_angles(h), h)[:, None] + _ellipse_test(_angles(v), v)[None, :]
+    return np.nonzero(~(test > 1.1 / 4.0))  # NaN (a zero range) never trims
+
+
+def _angles(r: StepRange) -> np.ndarray:
+    """(steps,) angles (radians) of one axis of the grid: step * i - range / 2."""
+    return r.step * np.arange(r.steps, dtype=np.float64) - r.range / 2.0
+
+
+def _ellipse_test(x: np.ndarray, r: StepRange) -> np.ndarray:
     """One axis of nanoBragg's ellipse test; with zero range it is NaN, which never trims."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        num = np.float64(x * x - r.step * r.step / 4.0 * (1 - r.steps % 2))
-        return float(num / np.float64(r.range) / np.float64(r.range))
+        num = x * x - r.step * r.step / 4.0 * (1 - r.steps % 2)
+        return num / np.float64(r.range) / np.float64(r.range)
 
 
 def dispersion_wavelengths(wavelength_m: float, d: StepRange) -> list[float]:
@@ -116,7 +125,7 @@ def _c_unit_cross(u: list[float], v: list[float]) -> list[float]:
     return [x / n for x in w] if n != 0 else [0.0, 0.0, 0.0]
 
 
-def grid_sources(beam: np.ndarray, polar: np.ndarray, offsets: list[tuple[float, float]],
+def grid_sources(beam: np.ndarray, polar: np.ndarray, offsets: np.ndarray,
                  wavelengths: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source positions, weights and wavelengths for each divergence offset and wavelength.
 
@@ -128,6 +137,7 @@ def grid_sources(beam: np.ndarray, polar: np.ndarray, offsets: list[tuple[float,
     -------
     positions (n, 3) in metres (not unit), weights (n,), wavelengths (n,) in metres.
     """
+    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 2)
     positions = np.repeat(grid_positions(beam, polar, offsets), len(wavelengths), axis=0)
     lambdas = np.tile(np.asarray(wavelengths, dtype=np.float64), len(offsets))
     n = len(lambdas)
@@ -172,11 +182,39 @@ class SourceGrid:
         return f"{x:g} {y:g} {z:g}   {weight:g} {wave:g}"
 
 
-def grid_positions(beam: np.ndarray, polar: np.ndarray,
-                   offsets: list[tuple[float, float]]) -> np.ndarray:
-    """(n, 3) source positions (metres) of divergence offsets, as grid_sources places them."""
+def grid_positions(beam: np.ndarray, polar: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(n, 3) source positions (metres) of divergence offsets (n, 2), as nanoBragg places them.
+
+    Each distinct angle's sine and cosine is taken once (as ``c_rotate_axis`` takes them);
+    the swing about beam x E then runs on arrays with the same operations in the same order,
+    so the positions equal ``c_rotate_axis(c_rotate_axis(start, E, vd), beam x E, hd)``.
+    """
+    offsets = np.asarray(offsets, dtype=np.float64).reshape(-1, 2)
     b, p = [float(x) for x in beam], [float(x) for x in polar]
     vert = _c_unit_cross(b, p)
     start = [-SOURCE_DISTANCE_M * x for x in b]
-    return np.array([c_rotate_axis(c_rotate_axis(start, p, vd), vert, hd)
-                     for hd, vd in offsets], dtype=np.float64).reshape(-1, 3)
+    vds, v_of = _distinct(offsets[:, 1])
+    swung = np.array([c_rotate_axis(start, p, vd) for vd in vds]).reshape(-1, 3)[v_of]
+    hds, h_of = _distinct(offsets[:, 0])
+    sin = np.array([math.sin(hd) for hd in hds])[h_of]
+    cos = np.array([math.cos(hd) for hd in hds])[h_of]
+    return _rotate_rows(swung, vert, sin, cos)
+
+
+def _distinct(values: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """Distinct values (bit patterns: -0.0 is not 0.0) and each entry's index among them."""
+    bits, where = np.unique(values.view(np.int64), return_inverse=True)
+    return bits.view(np.float64).tolist(), where.reshape(-1)
+
+
+def _rotate_rows(v: np.ndarray, axis: list[float], sin: np.ndarray, cos: np.ndarray
+                 ) -> np.ndarray:
+    """Rows of ``v`` (n, 3) rotated about ``axis`` by angles given by sin, cos (n,).
+
+    c_rotate_axis's formula and order of operations, on arrays.
+    """
+    x, y, z = v[:, 0], v[:, 1], v[:, 2]
+    d = (axis[0] * x + axis[1] * y + axis[2] * z) * (1.0 - cos)
+    return np.stack([axis[0] * d + x * cos + (-axis[2] * y + axis[1] * z) * sin,
+                     axis[1] * d + y * cos + (+axis[2] * x - axis[0] * z) * sin,
+                     axis[2] * d + z * cos + (-axis[1] * x + axis[0] * y) * sin], axis=-1)
