@@ -53,6 +53,8 @@ SURPRISES = [
                  id="unknown_pivot"),
     pytest.param(["-fdet_vector", "0", "1", "0", "-sdet_vector", "0", "1", "0"],
                  ["axes are parallel"], None, id="parallel_detector_axes"),
+    pytest.param(["-detpixels", "4294967328"], ["4294967328 does not fit", "read as 32"],
+                 "(32x32 pixels)", id="integer_beyond_32_bits"),
     pytest.param(["-phisteps", "-3"], ["-phisteps -3", "not given"], "phi0 = 0\n",
                  id="negative_phi_steps"),
     pytest.param(["-dispsteps", "-2", "-dispersion", "1"], ["-dispsteps -2", "not given"],
@@ -201,3 +203,14 @@ def test_ctrl_c_while_rendering_is_one_line(workdir, monkeypatch):
     result = run_main(OK + ["-floatfile", "f.bin"])
     assert result.status == 130
     assert result.stderr == "torchbragg: interrupted\n"
+
+
+def test_step_count_beyond_a_c_int_is_warned(workdir):
+    from torchbragg.precedence import resolve
+
+    argv = OK + ["-mosaic", "1", "-mosaic_dom", "100000", "-phisteps", "30000", "-osc", "1"]
+    plan = resolve(parse_args(argv).state)
+    assert plan.config.steps == 3_000_000_000
+    [line] = [w for w in plan.warnings if "overflows" in w]
+    assert "wraps to -1294967296" in line and "divides by 3000000000" in line
+    assert not [w for w in resolve(parse_args(OK).state).warnings if "overflows" in w]

@@ -170,3 +170,23 @@ def test_a_new_build_removes_packages_of_older_kernel_sources(tmp_path):
         path.write_bytes(b"")
     aot._remove_stale(new)
     assert sorted(tmp_path.iterdir()) == sorted([new, other_variant, other_machine])
+
+
+@pytest.mark.parametrize("extra", ["-mosaic 0.5 -mosaic_dom 5 -phisteps 3 -osc 2",
+                                   "-mosaic 0.5 -mosaic_dom 7 -water 50 -oversample 2"])
+def test_orientations_made_in_runs_take_the_kernel_run_by_run(monkeypatch, extra):
+    """More orientations than are listed: the kernel renders each run; the runs add up."""
+    from torchbragg import simulator as simulator_module
+    from torchbragg.models import crystal as crystal_module
+
+    reference = _simulator(f"{HEAVYISH} {extra}", "reference")().detach()
+    for module in (crystal_module, simulator_module):
+        monkeypatch.setattr(module, "LAZY_ORIENTATIONS", 4)
+    notes = []
+    sim = _simulator(f"{HEAVYISH} {extra}", "fused", say=notes.append)
+    assert sim.crystal.orientation_count() > 4
+    seen = []
+    image = sim.render(progress=lambda done, total: seen.append(done)).image.detach()
+    assert notes == []  # no fallback to the reference path
+    assert seen[-1] == (reference > -1).sum() and seen == sorted(seen) and len(seen) > 2
+    assert torch.allclose(image, reference, rtol=1e-9, atol=1e-12 * reference.abs().max())

@@ -323,8 +323,14 @@ def dynamic_shapes(variant: Variant) -> tuple:
             {0: m}, None, None, None)
 
 
-def image_inputs(renderer, ctx) -> tuple:
-    """The kernel inputs shared by every chunk of a renderer's image (all but the pixels)."""
+def image_inputs(renderer, ctx, lattice_m: torch.Tensor | None = None,
+                 background: bool = True) -> tuple:
+    """The kernel inputs shared by every chunk of a renderer's image (all but the pixels).
+
+    ``lattice_m`` (R, 3, 3): render only these orientations (default: all of the context's);
+    ``background`` False leaves out the water background, for all runs of orientations but
+    one when an image is rendered a run at a time.
+    """
     det, beam, sf = renderer.detector, renderer.beam, renderer.sf
     sampling = renderer.sampling
     o = sampling.oversample
@@ -338,10 +344,11 @@ def image_inputs(renderer, ctx) -> tuple:
     values = dict(pixel_size_m=det.pixel_size_m, oversample=o,
                   close_distance_m=ctx.frame.close_distance, kahn=beam.polarization,
                   thickstep_m=ctx.thickstep_m, mu_per_m=ctx.mu_per_m, dmin_m=sampling.dmin_m,
-                  i_bg=ctx.i_bg, scale=ctx.scale)
+                  i_bg=ctx.i_bg if background else 0.0, scale=ctx.scale)
     scalars = torch.stack([torch.as_tensor(values[name], **f64).reshape(()) for name in SCALARS])
     orient = ctx.orient
-    lattice = orient.lattice_m.reshape(-1, 9).T.contiguous()
+    lattice_m = orient.lattice_m if lattice_m is None else lattice_m
+    lattice = lattice_m.reshape(-1, 9).T.contiguous()
     f_flat = padded.reshape(-1).to(renderer.compute_dtype)
     return (sub_fs, ctx.layer_offsets, frame, ctx.incident, ctx.wavelengths, lattice,
             kernel_n_cells(orient.n_cells, renderer.crystal.shape), orient.reciprocal_invA,

@@ -96,6 +96,10 @@ class Plan:
     info: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # torchbragg's, for stderr
 
+    def line_count(self) -> int:
+        """How many lines :meth:`lines` gives."""
+        return sum(1 if isinstance(item, str) else item.count for item in self.messages)
+
     def lines(self) -> Iterator[str]:
         """The C program's messages, one line at a time."""
         for item in self.messages:
@@ -326,6 +330,16 @@ def _warn_negative_counts(st: CState, warns: list[str]) -> None:
                          "this run")
 
 
+def _warn_step_overflow(steps: int, warns: list[str]) -> None:
+    """NanoBragg divides the image by its step count, an int that wraps beyond 2^31 - 1."""
+    wrapped = (steps + 2**31) % 2**32 - 2**31
+    if wrapped != steps:
+        warns.append(f"sources x mosaic domains x phi steps x oversample^2 = {steps} overflows "
+                     f"nanoBragg's int step count, which wraps to {wrapped}: its image (and "
+                     f"solid-angle line) would be divided by {wrapped}; this run divides by "
+                     f"{steps}")
+
+
 def _thickness(st: CState, msgs: list[str]) -> tuple[int, float, float, float]:
     r = sane(auto_range(st.detector_thicksteps, st.detector_thick, -1.0, one_sided=True))
     mu = st.detector_mu
@@ -398,6 +412,7 @@ def resolve(st: CState) -> Plan:
     mask = _mask(st)
     config = SimulationConfig(detector=det, beam=beam, crystal=crystal, structure_factors=sf,
                               sampling=sampling, mask=mask)
+    _warn_step_overflow(config.steps, warns)
     # the C program's divergence count stays -1 when the sources come from a file
     n_div = -1 if st.source_path else len(divergence_indices(hdiv, vdiv, st.round_div)[0])
     info.update(frame=frame, hdiv=hdiv, vdiv=vdiv, disp=disp, n_div=n_div)

@@ -109,10 +109,20 @@ class Renderer:
         self.observer = None
         # precision of the per-step sum; geometry and everything else stay float64
         self.compute_dtype = compute_dtype
+        # tick(fraction): how much of the current chunk is done, after each run of
+        # orientations or groups (progress within chunks of long runs)
+        self.tick = None
+        self._span = (0.0, 1.0)  # the part of the chunk the current loop covers
 
     def _observe(self, stage: str, **tensors: torch.Tensor) -> None:
         if self.observer is not None:
             self.observer(stage, tensors)
+
+    def _tick(self, done: int, of: int) -> None:
+        """``done`` of ``of`` runs of the current loop are finished."""
+        if self.tick is not None:
+            low, high = self._span
+            self.tick(low + (high - low) * done / of)
 
     def context(self) -> Context:
         """Evaluate the models once per image."""
@@ -174,14 +184,17 @@ class Renderer:
         size, per_step = self._orientation_runs(ctx, orientation_chunk)
         total = ctx.i_bg * torch.ones(1, dtype=ctx.layers.dtype, device=ctx.layers.device)
         found: dict = {"omega_sum": 0.0}
-        for g0 in range(0, n_groups, group_chunk):
+        starts = range(0, n_groups, group_chunk)
+        for k, g0 in enumerate(starts):
             groups = torch.arange(g0, min(g0 + group_chunk, n_groups), device=fast.device)
             geo = self._group_geometry(ctx, fast, slow, groups)
+            self._span = (k / len(starts), (k + 1) / len(starts))
             if per_step:
                 total = self._accumulate_recurrence(ctx, geo, size, flags, start=total)
             else:
                 total = total + self._plain_sum(ctx, geo, size)
             self._pick_once(geo, groups, found)
+        self._span = (0.0, 1.0)
         once = self._once_from_picks(found, flags, total)
         values = ctx.scale * total * once["omega"] * once["polar"] * once["capture"]
         self._observe("pixel", intensity=total, values=values, **once)
@@ -325,9 +338,11 @@ class Renderer:
         n = lattice.shape[0]
         size = size or n
         total = None
-        for first in reversed(range(0, n, size)):
+        firsts = range(0, n, size)
+        for k, first in enumerate(reversed(firsts)):
             part = self._plain_run(ctx, geo, lattice[first:first + size])
             total = part if total is None else total + part
+            self._tick(k + 1, len(firsts))
         return total
 
     def _plain_run(self, ctx: Context, geo: dict, lattice: torch.Tensor) -> torch.Tensor:
@@ -393,13 +408,15 @@ class Renderer:
         n = lattice.shape[0]
         after = torch.zeros_like(f)  # counted steps after the current chunk, per group
         partial = torch.zeros_like(f)  # sum over steps of term x f^(counted steps from it on)
-        for first_orientation in reversed(range(0, n, size)):
+        firsts = range(0, n, size)
+        for k, first_orientation in enumerate(reversed(firsts)):
             term, counts = self._terms(ctx, geo,
                                        lattice[first_orientation:first_orientation + size])
             c = counts.to(f.dtype)
             from_here = torch.flip(torch.cumsum(torch.flip(c, [-1]), -1), [-1]) + after[..., None]
             partial = partial + (term * torch.pow(f[..., None], from_here)).sum(-1)
             after = after + c.sum(-1)
+            self._tick(k + 1, len(firsts))
         group_total = torch.pow(f, after).reshape(f.shape[0], -1)  # (P, G) in loop order
         later = torch.flip(torch.cumprod(torch.flip(group_total, [-1]), -1), [-1])
         later = torch.cat((later[:, 1:], torch.ones_like(later[:, :1])), -1)

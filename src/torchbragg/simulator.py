@@ -102,9 +102,11 @@ class Simulator(nn.Module):
                observer=None, pixels: torch.Tensor | None = None) -> RenderOutput:
         """Render the image in pixel chunks that fit the memory budget.
 
-        ``progress(done, total)``, if given, is called after each chunk with the number of
-        pixels rendered so far; ``observer(stage, tensors)`` sees each chunk's intermediate
-        tensors (see :mod:`torchbragg.trace`). ``pixels`` (slow, fast) bool limits the
+        ``progress(done, total)``, if given, is called with 0 when rendering starts, then
+        after each chunk with the number of pixels rendered so far (within a chunk, after
+        each run of orientations or sources, with a fractional count);
+        ``observer(stage, tensors)`` sees each chunk's intermediate tensors (see
+        :mod:`torchbragg.trace`). ``pixels`` (slow, fast) bool limits the
         rendered pixels further (the others are 0).
         """
         renderer = self.renderer()
@@ -124,6 +126,12 @@ class Simulator(nn.Module):
         # heap and hold on to the freed working memory of every chunk.
         dtype = self.detector.pixel_size_m.dtype
         values = torch.zeros(n_pix, dtype=dtype, device=self.rendered.device)
+        if progress is not None:
+            progress(0, n_pix)  # rendering starts now (after any kernel build)
+        if compiled is not None and ctx.orient.lazy:
+            omega = self._fused_runs(compiled, renderer, ctx, fast, slow, budget, values,
+                                     progress)
+            return self._output(values, slow, fast, rendered, omega, renderer)
         if compiled is not None:
             per_chunk, render_chunk = self._fused_chunks(compiled, renderer, ctx, fast, slow,
                                                          budget)
@@ -132,14 +140,48 @@ class Simulator(nn.Module):
         omega = ctx.i_bg * 0
         for start in range(0, n_pix, per_chunk):
             sl = slice(start, start + per_chunk)
+            if progress is not None:
+                renderer.tick = _within(progress, start, min(start + per_chunk, n_pix), n_pix)
             values[sl], chunk_omega = render_chunk(sl)
             omega = omega + chunk_omega
             if progress is not None:
                 progress(min(start + per_chunk, n_pix), n_pix)
-        image = torch.zeros(self.rendered.shape, dtype=dtype, device=self.rendered.device)
+        return self._output(values, slow, fast, rendered, omega, renderer)
+
+    def _output(self, values: torch.Tensor, slow: torch.Tensor, fast: torch.Tensor,
+                rendered: torch.Tensor, omega, renderer: Renderer) -> RenderOutput:
+        image = torch.zeros(self.rendered.shape, dtype=values.dtype,
+                            device=self.rendered.device)
         image = image.index_put((slow, fast), values)
         return RenderOutput(image=image, rendered=rendered, omega_sum=omega,
                             interpolation=renderer.interp)
+
+    def _fused_runs(self, compiled: aot.CompiledKernel, renderer: Renderer, ctx,
+                    fast: torch.Tensor, slow: torch.Tensor, budget: int,
+                    values: torch.Tensor, progress) -> torch.Tensor:
+        """Add the image of orientations made a run at a time into ``values``; omega sum.
+
+        Nothing multiplies the running sum here (the kernel's plain variant), so the image
+        is the sum of each run's image, the water background counted in the first run only.
+        Each run of orientations is made once, for every pixel chunk.
+        """
+        n_pix, n_orient = len(fast), ctx.orient.lattice_m.shape[0]
+        groups = renderer.groups_per_pixel(ctx)
+        per_chunk = max(1, budget // (groups * FUSED_BYTES_PER_GROUP))
+        samples = len(ctx.layers) * renderer.sampling.oversample ** 2
+        omega = ctx.i_bg * 0
+        for first in range(0, n_orient, LAZY_ORIENTATIONS):
+            run = ctx.orient.lattice_m[first:first + LAZY_ORIENTATIONS]
+            shared = fused.image_inputs(renderer, ctx, run, background=first == 0)
+            for start in range(0, n_pix, per_chunk):
+                sl = slice(start, start + per_chunk)
+                run_values, omega0 = compiled(*fused.chunk_inputs(shared, fast[sl], slow[sl]))
+                values[sl] += run_values
+                if first == 0:  # one solid angle per pixel and sample, not per run
+                    omega = omega + omega0.sum() * samples
+            if progress is not None:
+                progress(n_pix * min(first + LAZY_ORIENTATIONS, n_orient) // n_orient, n_pix)
+        return omega
 
     def _reference_chunks(self, renderer: Renderer, ctx, fast: torch.Tensor,
                           slow: torch.Tensor, budget: int):
@@ -218,8 +260,6 @@ class Simulator(nn.Module):
             return "-oversample_thick/_polar/_omega"
         if self.beam.source_grid is not None:  # it takes its inputs whole
             return "sources made when needed (too many to list)"
-        if self.crystal.orientation_count() > LAZY_ORIENTATIONS:  # it takes them all at once
-            return f"more than {LAZY_ORIENTATIONS} orientations (phi steps x mosaic domains)"
         groups = (self.detector.config.thicksteps * renderer.sampling.oversample ** 2
                   * self.beam.source_count)
         if groups > MAX_FUSED_GROUPS:  # its per-group tables are built whole
@@ -233,6 +273,16 @@ class Simulator(nn.Module):
                 pixels: torch.Tensor | None = None) -> torch.Tensor:
         """(slow, fast) image in photons per pixel (only ``pixels``, if given)."""
         return self.render(memory_budget_mb, pixels=pixels).image
+
+
+def _within(progress, start: int, stop: int, total: int):
+    """A renderer tick reporting progress inside the chunk of pixels start .. stop - 1.
+
+    The count of pixels done is fractional (never 0: ``progress(0, total)`` marks the start).
+    """
+    def tick(fraction: float) -> None:
+        progress(start + fraction * (stop - start), total)
+    return tick
 
 
 def rendered_pixels(config: SimulationConfig) -> torch.Tensor:

@@ -1,9 +1,11 @@
 """How long a run will take: one estimate line before a long run, then progress with ETA.
 
 Lines go to stderr, so the C program's own output on stdout (its "% done" meter included)
-is unchanged. A run is long when its pixel-steps at a typical rate would take more than
-``LONG_S`` seconds; the estimate is refined from the measured rate as chunks finish, and
-a progress line is printed at most every ``EVERY_S`` seconds.
+is unchanged. A run is long when its pixel-steps at a typical rate, plus its set-up (the
+setup lines printed, orientations made), would take more than ``LONG_S`` seconds: it is
+announced before the setup lines print. The estimate is refined from the measured rate as
+chunks (and, within a chunk, runs of orientations or sources) finish, and a progress line is
+printed at most every ``EVERY_S`` seconds.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ import time
 from collections.abc import Callable
 
 # Typical pixel-steps per second on a small CPU (the reference path on 2 cores, float64);
-# only the first estimate uses it.
+# only the first estimate uses them. Sources made when needed (too many to list) are slower.
 TYPICAL_RATE = {"cpu": 3e7, "cuda": 2e9}
+MADE_SOURCES_RATE = {"cpu": 1e6, "cuda": 1e8}
+# Seconds per setup line printed, and per orientation made when needed (2 cores).
+LINE_S = 7e-7
+ORIENTATION_S = 1e-6
 LONG_S = 20.0
 EVERY_S = 30.0
 
@@ -53,23 +59,31 @@ class RunClock:
         """Evaluations in the whole run."""
         return self.pixels * self.steps_per_pixel
 
-    def start(self) -> None:
-        """Announce the run if the first guess says it is long."""
-        if self.pixel_steps / self.rate > LONG_S:
-            self._announce(self.pixel_steps / self.rate, "a typical")
+    def start(self, setup_s: float = 0.0, setup: str = "") -> None:
+        """Announce the run if the first guess says it is long.
 
-    def _announce(self, seconds: float, how: str) -> None:
+        ``setup_s`` seconds of work besides the pixel-steps (printing the setup lines, making
+        orientations), described by ``setup`` ("printing 1e+07 setup lines").
+        """
+        seconds = self.pixel_steps / self.rate + setup_s
+        if seconds > LONG_S:
+            self._announce(seconds, "a typical", f"; {setup}" if setup else "")
+
+    def _announce(self, seconds: float, how: str, setup: str = "") -> None:
         self.write(f"torchbragg: {self.pixel_steps:.3g} pixel-steps ({self.pixels} pixels x "
-                   f"{self.steps_per_pixel} steps); about {duration(seconds)} at {how} "
+                   f"{self.steps_per_pixel} steps){setup}; about {duration(seconds)} at {how} "
                    f"{self.rate:.2g} pixel-steps/s")
         self.announced = True
         self.last = self.clock()
 
     def __call__(self, done: int, total: int) -> None:
-        """After a chunk: ``done`` of ``total`` pixels rendered."""
+        """After a chunk: ``done`` of ``total`` pixels rendered (0: rendering starts now)."""
         if self.then is not None:
             self.then(done, total)
         now = self.clock()
+        if done == 0:  # set-up (printing, a kernel build) is not part of the rate
+            self.started = now
+            return
         elapsed = now - self.started
         if done <= 0 or elapsed <= 0 or done >= total:
             return

@@ -109,7 +109,12 @@ def integer_note(option: str, kinds: str, texts: list[str]) -> str | None:
     if option.startswith("-trace_pixel"):
         return None  # torchbragg's own option: no C reading to follow
     for kind, text in zip(kinds, texts, strict=True):
-        if kind == "i" and not _PLAIN_INT.match(text) and c_atoi(text) != int(float(text)):
+        if kind != "i":
+            continue
+        if _PLAIN_INT.match(text) and c_atoi(text) != int(text):
+            return (f"WARNING: option {option}: {text} does not fit nanoBragg's 32-bit int and "
+                    f"is read as {c_atoi(text)} (C keeps the low 32 bits), and so does this run")
+        if not _PLAIN_INT.match(text) and c_atoi(text) != int(float(text)):
             return (f"WARNING: option {option}: '{text}' is read as {c_atoi(text)}, not "
                     f"{int(float(text))}: nanoBragg reads integers by their leading digits "
                     f"(atoi), and so does this run; write {int(float(text))} if you mean it")

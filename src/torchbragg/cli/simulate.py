@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import stat
 import sys
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
-from torchbragg.cli.eta import TYPICAL_RATE, RunClock
+from torchbragg.cli.eta import (
+    LINE_S,
+    MADE_SOURCES_RATE,
+    ORIENTATION_S,
+    TYPICAL_RATE,
+    RunClock,
+)
 from torchbragg.cli.options import CState
 from torchbragg.cli.outputs import write_outputs
 from torchbragg.cli.parse import UsageError
@@ -18,6 +26,7 @@ from torchbragg.cli.printout import PrintoutObserver
 from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
 from torchbragg.errors import SetupError, one_line
 from torchbragg.experiment import Experiment
+from torchbragg.models.crystal import LAZY_ORIENTATIONS
 from torchbragg.precedence import Plan
 from torchbragg.render import interpolation_warning
 from torchbragg.rng import default_noise_seed
@@ -29,6 +38,13 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 def _say(line: str) -> None:
     print(line)
+
+
+def _say_all(lines: Iterable[str], batch: int = 4096) -> None:
+    """Print lines a batch at a time: millions of phi-step lines take seconds, not minutes."""
+    it = iter(lines)
+    while chunk := list(itertools.islice(it, batch)):
+        sys.stdout.write("\n".join(chunk) + "\n")
 
 
 def progress_lines(done_before: int, done: int, total: int) -> list[str]:
@@ -54,7 +70,8 @@ def _progress(st: CState, plan: Plan):
     total = (xmax - xmin + 1) * (ymax - ymin + 1)
     state = {"done": 0}
 
-    def report(done: int, n_pixels: int) -> None:
+    def report(done: float, n_pixels: int) -> None:
+        done = int(done)  # within a chunk the count is fractional
         for line in progress_lines(state["done"], done, total):
             print(line, flush=True)
         state["done"] = done
@@ -155,7 +172,28 @@ def _check_trace_pixel(st: CState, config) -> None:
                          f"{config.detector.spixels} x {config.detector.fpixels} detector")
 
 
-def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> RenderOutput:
+def run_clock(sim: Simulator, st: CState, plan: Plan) -> RunClock:
+    """The run's clock, its first estimate made from the plan (call ``start`` to print it)."""
+    cfg, device = plan.config, sim.rendered.device.type
+    made_sources = sim.beam.source_grid is not None
+    rates = MADE_SOURCES_RATE if made_sources else TYPICAL_RATE
+    return RunClock(int(sim.rendered.sum()), cfg.steps * cfg.detector.thicksteps,
+                    rates.get(device, rates["cpu"]), then=_progress(st, plan))
+
+
+def setup_estimate(sim: Simulator, plan: Plan) -> tuple[float, str]:
+    """Seconds of set-up work besides the pixel-steps, and what it is (for RunClock.start)."""
+    lines = plan.line_count()
+    orientations = sim.crystal.orientation_count()
+    made = orientations if orientations > LAZY_ORIENTATIONS else 0
+    seconds = lines * LINE_S + made * ORIENTATION_S
+    what = [f"{lines:.3g} setup lines to print"] if lines * LINE_S > 1.0 else []
+    what += [f"{made:.3g} orientations to make"] if made * ORIENTATION_S > 1.0 else []
+    return seconds, " and ".join(what)
+
+
+def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None,
+            clock: RunClock) -> RenderOutput:
     printout = None
     renderer_hook = None
     if st.printout:
@@ -166,11 +204,6 @@ def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None) -> Ren
                                      s.oversample_omega), cfg.beam.nopolar)
         printout.lattice_m = sim.crystal().lattice_m[-1:].detach().cpu().numpy()  # the last
         renderer_hook = printout
-    cfg = plan.config
-    clock = RunClock(int(sim.rendered.sum()), cfg.steps * cfg.detector.thicksteps,
-                     TYPICAL_RATE.get(sim.rendered.device.type, TYPICAL_RATE["cpu"]),
-                     then=_progress(st, plan))
-    clock.start()
     with torch.no_grad():
         out = sim.render(budget, progress=clock, observer=renderer_hook)
     if printout is not None:
@@ -193,8 +226,9 @@ def simulate(st: CState, ext: dict) -> int:
     for line in plan.warnings:
         print(one_line(f"WARNING: {line}"), file=sys.stderr)
     _warn_phi0(plan.config.crystal, st.stale_phi0)
-    for line in plan.lines():
-        _say(line)
+    clock = run_clock(sim, st, plan)
+    clock.start(*setup_estimate(sim, plan))
+    _say_all(plan.lines())
     config = plan.config
     for line in summary_lines(plan, plan.info["n_hkl_read"]):
         _say(line)
@@ -204,7 +238,7 @@ def simulate(st: CState, ext: dict) -> int:
         for line in noise_lines(st.seed, config.sampling.water_size_m):
             _say(line)
     _check_trace_pixel(st, config)
-    out = _render(sim, st, plan, budget)
+    out = _render(sim, st, plan, budget, clock)
     # the C program's second warning line has no newline: the blank line ends it
     warning = interpolation_warning(out.interpolation)
     for line in warning[:-1]:
