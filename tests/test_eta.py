@@ -59,3 +59,31 @@ def test_quick_run_prints_nothing():
 def test_durations_never_show_sixty():
     assert [duration(s) for s in (59.7, 119.7, 3599.9)] == ["1 min 0 s", "2 min 0 s",
                                                             "1 h 0 min"]
+
+
+def test_setup_work_counts_in_the_first_estimate():
+    lines, clock = [], FakeClock()
+    run = RunClock(16, 10**7, 3e7, write=lines.append, clock=clock)
+    run.start(setup_s=15.0, setup="1e+07 setup lines to print")
+    assert lines == ["torchbragg: 1.6e+08 pixel-steps (16 pixels x 10000000 steps); 1e+07 "
+                     "setup lines to print; about 20 s at a typical 3e+07 pixel-steps/s"]
+    lines.clear()
+    RunClock(16, 10**7, 3e7, write=lines.append, clock=clock).start()
+    assert lines == []  # 5 s of pixel-steps alone is not long
+
+
+def test_the_rate_is_measured_from_the_start_of_rendering():
+    """Time before progress(0) (printing, a kernel build) is not counted against the rate."""
+    lines, clock, seen = [], FakeClock(), []
+    run = RunClock(10, 10**6, 1e9, then=lambda d, t: seen.append(d), write=lines.append,
+                   clock=clock)
+    run.start()
+    clock.now += 500.0  # a long build
+    run(0, 10)
+    clock.now += 1.0
+    run(0.5, 10)  # a fractional count from inside a chunk: 5e5 pixel-steps/s, 19 s to go
+    assert lines == [] and seen == [0, 0.5]
+    clock.now += 1.0
+    run(0.75, 10)  # slower: 3.75e5 /s, 24.7 s to go
+    assert lines == ["torchbragg: 1e+07 pixel-steps (10 pixels x 1000000 steps); about "
+                     "27 s at the measured 3.8e+05 pixel-steps/s"]
