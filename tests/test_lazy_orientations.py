@@ -123,3 +123,38 @@ def test_a_small_budget_keeps_the_printouts_last_step(tmp_path, monkeypatch, cap
     split = capsys.readouterr().out
     pick = [line for line in whole.splitlines() if line.startswith(("hkl=", " F_cell="))]
     assert pick and all(line in split.splitlines() for line in pick)
+
+
+INPUTS = __import__("pathlib").Path(__file__).parent / "data" / "golden" / "inputs"
+
+
+@pytest.mark.parametrize(("hkl", "switched"), [("interp.hkl", False), ("cubic.hkl", True)])
+def test_interpolation_with_orientations_in_runs(monkeypatch, hkl, switched):
+    """Interpolation switches off at the same step in loop order when orientations come in
+    runs (each run looked at first), so the image is the same."""
+    args = (f"-cell 100 100 100 90 90 90 -hkl {INPUTS / hkl} -default_F 7 -lambda 1.0 -N 2 "
+            "-distance 100 -pixel 0.6 -interpolate -detpixels 24 -mosaic 0.5 -mosaic_dom 4 "
+            "-phisteps 3 -osc 2")
+
+    def render(lazy: bool):
+        if lazy:
+            for module in (crystal_module, simulator_module):
+                monkeypatch.setattr(module, "LAZY_ORIENTATIONS", 5)
+            for module in (render_module, simulator_module):
+                monkeypatch.setattr(module, "LAZY_RUN", 5)  # runs that split phi steps too
+        config = tb.Experiment.from_args(args, kernel="reference").config
+        with torch.no_grad():
+            return Simulator(config, kernel="reference").render(memory_budget_mb=1)
+
+    looked = []
+    original = render_module.Renderer._find_switch_off
+    monkeypatch.setattr(render_module.Renderer, "_find_switch_off",
+                        lambda self, *a: looked.append(1) or original(self, *a))
+    whole = render(False)
+    assert looked == []  # all orientations at once: no look-ahead
+    runs = render(True)
+    assert looked  # the runs were looked at first
+    assert runs.interpolation == whole.interpolation
+    assert (whole.interpolation.switched_off_at is not None) == switched
+    assert torch.allclose(runs.image, whole.image, rtol=1e-12, atol=0)
+    assert whole.image.max() > 0

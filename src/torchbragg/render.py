@@ -27,6 +27,7 @@ nanoBragg's particular rules, reproduced here:
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -241,12 +242,13 @@ class Renderer:
         """Orientations per run, and whether steps must be kept apart (not just summed).
 
         Steps are kept apart for the per-step corrections and for interpolation (whose
-        switch-off follows loop order, so it never splits orientations); otherwise runs of
-        orientations are summed one after another.
+        switch-off follows loop order, so it splits orientations only when they are made a run
+        at a time: see :meth:`_find_switch_off`); otherwise runs of orientations are summed
+        one after another.
         """
         n_orient = ctx.orient.lattice_m.shape[0]
         size = n_orient if self.interp.active else (orientation_chunk or n_orient)
-        if ctx.orient.lazy and not self.interp.active:
+        if ctx.orient.lazy:
             size = min(size, LAZY_RUN)  # computed a run at a time
         return size, any(self._flags()) or self.interp.active
 
@@ -308,9 +310,26 @@ class Renderer:
                       scattering=scattering, polar=polar, cut=cut)
         return dict(scattering=scattering, omega=omega, capture=capture, polar=polar, cut=cut)
 
-    def _terms(self, ctx: Context, geo: dict,
-               lattice: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """F_cell^2 F_latt^2 per step, (P, T, Q, S, R'), and which steps count (not skipped)."""
+    def _terms(self, ctx: Context, geo: dict, lattice: torch.Tensor,
+               switch: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """F_cell^2 F_latt^2 per step, (P, T, Q, S, R'), and which steps count (not skipped).
+
+        ``switch`` (loop-order index where interpolation switches off, this run's first
+        orientation) when the orientations come a run at a time: see
+        :meth:`_find_switch_off`.
+        """
+        hkl, hkl0, f_latt, counts = self._lattice_terms(ctx, geo, lattice)
+        if switch is None:
+            f_cell = self._f_cell(hkl, hkl0, counts)
+        else:
+            f_cell = self._f_cell_in_run(hkl, hkl0, *switch, ctx.orient.lattice_m.shape[0])
+        self._observe("steps", hkl=hkl, hkl0=hkl0, f_latt=f_latt, f_cell=f_cell, counts=counts)
+        amplitude = f_cell * f_latt
+        term = torch.where(counts, amplitude * amplitude, 0.0)
+        return term, counts
+
+    def _lattice_terms(self, ctx: Context, geo: dict, lattice: torch.Tensor) -> tuple:
+        """hkl, nearest hkl (P, T, Q, S, R', 3), F_latt and counted (P, T, Q, S, R')."""
         hkl = torch.einsum("ptqsx,rvx->ptqsrv", geo["scattering"], lattice)
         hkl0 = torch.ceil(hkl - 0.5)
         orient = ctx.orient
@@ -321,11 +340,50 @@ class Renderer:
             counts = counts & (f_latt != 0)
         else:
             counts = counts.expand_as(f_latt)
-        f_cell = self._f_cell(hkl, hkl0, counts)
-        self._observe("steps", hkl=hkl, hkl0=hkl0, f_latt=f_latt, f_cell=f_cell, counts=counts)
-        amplitude = f_cell * f_latt
-        term = torch.where(counts, amplitude * amplitude, 0.0)
-        return term, counts
+        return hkl, hkl0, f_latt, counts
+
+    def _find_switch_off(self, ctx: Context, geo: dict, size: int) -> int | None:
+        """Loop-order index of the first counted step whose interpolation leaves the grid.
+
+        nanoBragg switches interpolation off there for the rest of the image. When the
+        orientations come a run at a time, every run is looked at first (hkl and F_latt
+        only) so that the runs can then be taken in any order; the step's hkl is kept for
+        the warning. None: interpolation stays on.
+        """
+        lattice = ctx.orient.lattice_m
+        n = lattice.shape[0]
+        found = None
+        for first in range(0, n, size):
+            hkl, hkl0, _, counts = self._lattice_terms(ctx, geo, lattice[first:first + size])
+            bad = self.sf.interpolation_out_of_range(hkl) & counts
+            if not bool(bad.any()):
+                continue
+            order = self._loop_order(bad.shape, first, n, bad.device)
+            at = int(torch.argmin(torch.where(bad, order, order.max() + 1)))
+            index = int(order.reshape(-1)[at])
+            if found is None or index < found[0]:
+                found = (index, hkl.reshape(-1, 3)[at], hkl0.reshape(-1, 3)[at])
+        if found is None:
+            return None
+        self._switch_at = dict(hkl=found[1].tolist(), hkl0=[int(x) for x in found[2].tolist()])
+        return found[0]
+
+    @staticmethod
+    def _loop_order(shape: tuple, first: int, n: int, device: torch.device) -> torch.Tensor:
+        """Loop-order index of each step (P, T, Q, S, R') of the run starting at ``first``."""
+        outer = torch.arange(math.prod(shape[:-1]), device=device).reshape(*shape[:-1], 1)
+        return outer * n + first + torch.arange(shape[-1], device=device)
+
+    def _f_cell_in_run(self, hkl: torch.Tensor, hkl0: torch.Tensor, switch: int | None,
+                       first: int, n: int) -> torch.Tensor:
+        """F_cell of one run: interpolated before loop-order index ``switch``, nearest after."""
+        nearest = self.sf.nearest(hkl0)
+        if switch is None:
+            return self.sf.tricubic(hkl)
+        before = self._loop_order(hkl.shape[:-1], first, n, hkl.device) < switch
+        if not bool(before.any()):
+            return nearest
+        return torch.where(before, self.sf.tricubic(hkl), nearest)
 
     def _plain_sum(self, ctx: Context, geo: dict, size: int | None = None) -> torch.Tensor:
         """(P,) sum of F_cell^2 F_latt^2 over all steps, when nothing multiplies the running sum.
@@ -406,17 +464,22 @@ class Renderer:
         f = self._group_factors(geo, flags)
         lattice = ctx.orient.lattice_m
         n = lattice.shape[0]
+        in_runs = self.interp.active and size < n
+        switch = self._find_switch_off(ctx, geo, size) if in_runs else None
         after = torch.zeros_like(f)  # counted steps after the current chunk, per group
         partial = torch.zeros_like(f)  # sum over steps of term x f^(counted steps from it on)
         firsts = range(0, n, size)
         for k, first_orientation in enumerate(reversed(firsts)):
             term, counts = self._terms(ctx, geo,
-                                       lattice[first_orientation:first_orientation + size])
+                                       lattice[first_orientation:first_orientation + size],
+                                       (switch, first_orientation) if in_runs else None)
             c = counts.to(f.dtype)
             from_here = torch.flip(torch.cumsum(torch.flip(c, [-1]), -1), [-1]) + after[..., None]
             partial = partial + (term * torch.pow(f[..., None], from_here)).sum(-1)
             after = after + c.sum(-1)
             self._tick(k + 1, len(firsts))
+        if switch is not None:
+            self.interp = InterpolationState(active=False, switched_off_at=self._switch_at)
         group_total = torch.pow(f, after).reshape(f.shape[0], -1)  # (P, G) in loop order
         later = torch.flip(torch.cumprod(torch.flip(group_total, [-1]), -1), [-1])
         later = torch.cat((later[:, 1:], torch.ones_like(later[:, :1])), -1)

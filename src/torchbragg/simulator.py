@@ -188,7 +188,7 @@ class Simulator(nn.Module):
         """Pixels per chunk, and chunk -> (values, omega sum) on the reference path."""
         n_orient = ctx.orient.lattice_m.shape[0]
         run = None
-        if ctx.orient.lazy and not renderer.interp.active:
+        if ctx.orient.lazy:
             # each run of orientations is computed once per chunk: plan chunks of many
             # pixels for one run, not one pixel for all orientations
             run = LAZY_RUN

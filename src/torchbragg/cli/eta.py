@@ -82,7 +82,7 @@ class RunClock:
             self.then(done, total)
         now = self.clock()
         if done == 0:  # set-up (printing, a kernel build) is not part of the rate
-            self.started = now
+            self.started = self.last = now
             return
         elapsed = now - self.started
         if done <= 0 or elapsed <= 0 or done >= total:
