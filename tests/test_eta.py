@@ -75,15 +75,15 @@ def test_setup_work_counts_in_the_first_estimate():
 def test_the_rate_is_measured_from_the_start_of_rendering():
     """Time before progress(0) (printing, a kernel build) is not counted against the rate."""
     lines, clock, seen = [], FakeClock(), []
-    run = RunClock(10, 10**6, 1e9, then=lambda d, t: seen.append(d), write=lines.append,
+    run = RunClock(10, 10**5, 1e9, then=lambda d, t: seen.append(d), write=lines.append,
                    clock=clock)
     run.start()
     clock.now += 500.0  # a long build
     run(0, 10)
     clock.now += 1.0
-    run(0.5, 10)  # a fractional count from inside a chunk: 5e5 pixel-steps/s, 19 s to go
-    assert lines == [] and seen == [0, 0.5]
-    clock.now += 1.0
-    run(0.75, 10)  # slower: 3.75e5 /s, 24.7 s to go
-    assert lines == ["torchbragg: 1e+07 pixel-steps (10 pixels x 1000000 steps); about "
-                     "27 s at the measured 3.8e+05 pixel-steps/s"]
+    run(5, 10)  # 5e5 pixel-steps/s: 1 s to go
+    assert lines == [] and seen == [0, 5]
+    clock.now += 20.0
+    run(5.5, 10)  # a fractional count from inside a chunk: 2.6e4 /s, 17 s to go
+    assert lines == ["torchbragg: 1e+06 pixel-steps (10 pixels x 100000 steps); about "
+                     "38 s at the measured 2.6e+04 pixel-steps/s"]

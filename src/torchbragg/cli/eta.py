@@ -21,7 +21,7 @@ MADE_SOURCES_RATE = {"cpu": 1e6, "cuda": 1e8}
 # Seconds per setup line printed, and per orientation made when needed (2 cores).
 LINE_S = 2e-6
 ORIENTATION_S = 1e-6
-LONG_S = 20.0
+LONG_S = 10.0
 EVERY_S = 30.0
 
 
