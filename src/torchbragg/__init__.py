@@ -7,6 +7,8 @@ measured pixels. ``Simulator`` is the underlying ``nn.Module``. Everything is im
 first use, so that the command line can answer ``--help`` without loading torch.
 """
 
+__version__ = "0.1.0"  # keep equal to pyproject.toml's version (tests/test_cli_polish.py checks)
+
 _HOMES = {
     "Experiment": "experiment", "ExperimentError": "experiment",
     "detector": "parts", "crystal": "parts", "beam": "parts", "structure_factors": "parts",

@@ -72,6 +72,11 @@ def comparison_png(reference: np.ndarray, image: np.ndarray, path: str | os.Path
     ref, img = _finite(ref), _finite(img)
     shown = (_block_max(ref, factor), _block_max(img, factor), _block_signed_max(img - ref, factor))
     figure = _figure(mpl, shown, ref.shape, factor, titles, bad)
+    save_png(mpl, figure, path, dpi)
+
+
+def save_png(mpl: dict, figure, path: str | os.PathLike, dpi: int) -> None:
+    """Render ``figure`` to PNG in memory, then write it whole (atomically) to ``path``."""
     try:
         buffer = io.BytesIO()
         mpl["FigureCanvasAgg"](figure)

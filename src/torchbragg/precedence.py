@@ -398,6 +398,7 @@ def resolve(st: CState) -> Plan:
                              shared)
     info["rng_shared"] = shared
     oversample = _oversample(st, info, frame, msgs, warns)
+    info["detector_dmin_A"] = _detector_dmin_A(st, frame, axes["beam"], disp.range)
     sf = _structure_factors(st, bool(interpolate), msgs, info)
     warns.extend(info.pop("reader_warnings", []))
     phi0 = st.phi0
@@ -600,7 +601,7 @@ def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
         elif st.default_F == 0.0:
             raise SetupError("no -hkl file and no dump file to read, and -default_F is 0")
     elif table is None:
-        table = _read_hkl(st, msgs)
+        table = _read_hkl(st, msgs, info)
         info["reader_warnings"] = list(table.warnings)
     info["n_hkl_read"] = 0 if table is None else table.n_entries
     if table is None or table.n_entries == 0:
@@ -609,9 +610,41 @@ def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
                                  default_F=st.default_F, interpolate=interpolate)
 
 
-def _read_hkl(st: CState, msgs: list[str]) -> hkl_io.HKLTable:
+def _detector_dmin_A(st: CState, frame: dict, beam: np.ndarray, dispersion: float) -> float:
+    """The smallest d-spacing (Å) the detector's corners reach, at the shortest wavelength."""
+    px = st.pixel_size
+    corners = np.array([frame["pix0"] + frame["fdet"] * f * px + frame["sdet"] * s * px
+                        for f in (0, st.fpixels) for s in (0, st.spixels)])
+    cos2theta = corners @ beam / np.linalg.norm(corners, axis=1)
+    sin_theta = np.sqrt(np.clip((1.0 - cos2theta) / 2.0, 0.0, 1.0)).max()
+    shortest = st.lambda0 * (1.0 - dispersion / 2.0)
+    return float(shortest / (2.0 * sin_theta) * 1e10) if sin_theta > 0 else math.inf
+
+
+def _model_dmin(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise SetupError(f"--model-dmin must be a positive resolution in Å, got '{text}'")
+    return value
+
+
+def _read_hkl(st: CState, msgs: list[str], info: dict) -> hkl_io.HKLTable:
+    """The -hkl file: nanoBragg's text format, an MTZ, an mmCIF reflection file or a model.
+
+    A model's structure factors are computed to ``--model-dmin`` Å, else to the d-spacing
+    the detector's corners reach.
+    """
+    from torchbragg.io import reflections
+
     msgs.append(f"counting entries in {st.hkl_path}")
-    table = hkl_io.read_hkl(st.hkl_path, st.default_F)
+    dmin = info["detector_dmin_A"] if st.model_dmin is None else _model_dmin(st.model_dmin)
+    if reflections.file_kind(st.hkl_path) == "model":
+        msgs.append(f"computing structure factors of the model to {_g(dmin)} A")
+    table = reflections.read_structure_factors(st.hkl_path, st.default_F,
+                                               column=st.hkl_column, dmin_A=dmin)
     if st.default_F != 0.0:
         msgs.append(f"initializing to default_F = {_g(st.default_F)}:")
         msgs.append("done initializing:")

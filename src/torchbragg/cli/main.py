@@ -1,7 +1,9 @@
 """``torchbragg``: nanoBragg's command line, rendered with PyTorch.
 
-This module answers ``--help``, usage and option errors without importing torch (start-up
-in a fraction of a second); :mod:`torchbragg.cli.simulate` does the rest.
+This module answers ``--help`` (also ``-h``, ``-help``), ``--version``, usage and option
+errors without importing torch (start-up in a fraction of a second);
+:mod:`torchbragg.cli.simulate` does the rest. A reader that leaves early (``torchbragg ... |
+head``) does not stop a run: printing stops quietly and the output files are still written.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import sys
 import warnings
 
-from torchbragg.cli.entry import interrupts_end_the_process
-from torchbragg.cli.parse import UsageError, parse_args
+from torchbragg.cli.entry import interrupts_end_the_process, quiet_when_readers_leave, version_line
+from torchbragg.cli.parse import UsageError, early_exit, parse_args
+from torchbragg.cli.progressbar import clear_progress_bar
 from torchbragg.cli.usage import usage_needed, usage_reason, usage_text
 from torchbragg.config import KERNELS
 from torchbragg.errors import SetupError, one_line
@@ -47,16 +50,21 @@ def check_extensions(ext: dict) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """Run one simulation; raise UsageError, SetupError or InputFileError on bad input."""
+    """Run one simulation; raise UsageError, SetupError or InputFileError on bad input.
+
+    ``-h``, ``-help``, ``--help`` and ``--version`` anywhere answer at once (exit status 0),
+    whatever else the command line holds.
+    """
+    asked = early_exit(argv)
+    if asked:
+        _say(usage_text() if asked == "help" else version_line())
+        return 0
     parsed = parse_args(argv, read_headers=_read_headers)
     st, ext = parsed.state, parsed.extensions
     for line in parsed.warnings:
         print(one_line(line), file=sys.stderr)
     for line in parsed.messages:
         _say(line)
-    if ext.get("help"):
-        _say(usage_text())
-        return 0
     if usage_needed(st):
         _say(usage_text())
         print(f"torchbragg: error: {usage_reason(st)}", file=sys.stderr)
@@ -65,7 +73,10 @@ def run(argv: list[str]) -> int:
     with interrupts_end_the_process():
         from torchbragg.cli.simulate import simulate  # imports torch
 
-    return simulate(st, ext)
+    try:
+        return simulate(st, ext)
+    finally:  # a bar left on the terminal by a failed run would run into its error line
+        clear_progress_bar()
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -78,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status; bad input gives one line on stderr.
 
     An unexpected internal error also ends in one line (exit status 70); ``--debug`` shows
-    its traceback instead.
+    its traceback instead. A closed stdout or stderr (its reader gone) silences it, but the
+    run goes on and the status is that of the run.
     """
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    with warnings.catch_warnings():
+    with quiet_when_readers_leave(), warnings.catch_warnings():
         if not debug:
             warnings.showwarning = _one_line_warning
         try:

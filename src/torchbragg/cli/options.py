@@ -31,6 +31,8 @@ class CState:
     mask_path: str | None = None
     mat_path: str | None = None
     hkl_path: str | None = None
+    hkl_column: str | None = None  # --hkl-column: the MTZ / mmCIF amplitude column
+    model_dmin: str | None = None  # --model-dmin: resolution (Å) of F from a model
     dump_path: str = "Fdump.bin"
     source_path: str | None = None
     stol_path: str | None = None
@@ -140,6 +142,12 @@ class CState:
     zero_spread_domains: bool = False  # keep -mosaic_dom domains at zero spread (refinement)
     hkl_table: object = None  # an io.hkl.HKLTable given directly instead of -hkl
     stale_phi0: bool = False  # --stale-phi0: the released C program's phi = 0 behaviour
+    # torchbragg's other image formats (see OUTPUT_OPTIONS); None: not written
+    cbf_path: str | None = None  # --cbf
+    nexus_path: str | None = None  # --nexus
+    nexus_compression: str = "auto"  # --nexus-compression: auto, bslz4, gzip or none
+    png_path: str | None = None  # --png
+    png_rings: str | None = None  # --png-rings: d-spacings in Å as given, e.g. "3.5,2.5"
 
 
 Apply = Callable[[CState, list], None]
@@ -514,3 +522,71 @@ RULES: tuple[Rule, ...] = (
 # Flags the C program reads and then never uses; accepted with a warning.
 UNUSED_BY_C = ("-stol", "-4stol", "-Q", "-stolout", "-coherent", "-density", "-sample_den",
                "-molec", "-MW")
+
+
+@dataclass(frozen=True)
+class OwnOption:
+    """One of torchbragg's own ``--name VALUE`` options that sets a :class:`CState` field.
+
+    Attributes
+    ----------
+    name:
+        The option as typed, e.g. ``--cbf``.
+    metavar:
+        What the value is, for the usage text.
+    field:
+        The :class:`CState` attribute that receives the value (a string, checked later).
+    help:
+        One line of help.
+    """
+
+    name: str
+    metavar: str
+    field: str
+    help: str
+
+    @property
+    def key(self) -> str:
+        """The name as :func:`torchbragg.cli.parse.parse_args` keys its extensions."""
+        return self.name[2:].replace("-", "_")
+
+    def usage_line(self) -> str:
+        """The line for the usage text, aligned as the other own options are."""
+        names = f"{self.name} {self.metavar}"
+        gap = "\n" + " " * 28 if len(names) > 25 else " " * (26 - len(names))
+        return f"  {names}{gap}{self.help}"
+
+
+# Image formats beside nanoBragg's: each takes one value (see torchbragg.cli.outputs).
+OUTPUT_OPTIONS: tuple[OwnOption, ...] = (
+    OwnOption("--cbf", "FILE", "cbf_path",
+              "miniCBF image (Pilatus-style header) of the -intfile integers"),
+    OwnOption("--nexus", "FILE", "nexus_path",
+              "NeXus/NXmx HDF5 image of the -intfile integers"),
+    OwnOption("--nexus-compression", "auto|bslz4|gzip|none", "nexus_compression",
+              "compression of the NeXus pixels (auto: bslz4 with hdf5plugin, else gzip)"),
+    OwnOption("--png", "FILE", "png_path", "PNG preview of the float image (log scale)"),
+    OwnOption("--png-rings", "D1,D2,...", "png_rings",
+              "resolution rings on the PNG preview at these d-spacings (Å)"),
+)
+
+
+# Structure factors from an MTZ, mmCIF or model file given to -hkl (see io/reflections.py).
+INPUT_OPTIONS: tuple[OwnOption, ...] = (
+    OwnOption("--hkl-column", "NAME", "hkl_column",
+              "amplitude column of an MTZ or mmCIF -hkl file (default: chosen)"),
+    OwnOption("--model-dmin", "ANGSTROM", "model_dmin",
+              "resolution of F computed from a model -hkl file (default: detector corner)"),
+)
+
+
+def apply_output_options(st: CState, ext: dict) -> None:
+    """Copy the own options of :data:`OUTPUT_OPTIONS` and :data:`INPUT_OPTIONS` into ``st``.
+
+    ``ext`` holds parse_args' extensions. The values stay strings;
+    :func:`torchbragg.cli.outputs.check_format_outputs` and the structure-factor reader check
+    them before rendering.
+    """
+    for option in OUTPUT_OPTIONS + INPUT_OPTIONS:
+        if option.key in ext:
+            setattr(st, option.field, ext[option.key])

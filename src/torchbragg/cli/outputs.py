@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 
 import numpy as np
 
 from torchbragg.cli.options import CState
+from torchbragg.cli.parse import UsageError
 from torchbragg.cli.report import dials_origin_mm
 from torchbragg.config import SimulationConfig
 from torchbragg.io import images, pgm, smv
+from torchbragg.io.image_geometry import ImageGeometry
 from torchbragg.rng import NoiseImage, SharedState, default_noise_seed
 from torchbragg.rng import noise_image as poisson_noise_image
 
@@ -82,6 +86,9 @@ def write_outputs(image: np.ndarray, config: SimulationConfig, st: CState, frame
                   shared: SharedState, say) -> None:
     """Write float, int, PGM and noise images as nanoBragg does; ``say`` prints a line.
 
+    Then torchbragg's own ``--cbf``, ``--nexus`` and ``--png`` images, when asked for (see
+    :func:`write_format_outputs`); without them stdout is the C program's.
+
     ``image`` (slow, fast) float64 photons; it is stored as float32, as the C program does
     (values beyond its range become inf). Pixels an output cannot represent (inf, NaN,
     clipped, wrapped) are reported on stderr as ``torchbragg: warning: <file>: ...``.
@@ -115,3 +122,115 @@ def write_outputs(image: np.ndarray, config: SimulationConfig, st: CState, frame
         say(f"writing {st.noise_path} as 2-byte integers")
         smv.write_smv(st.noise_path, noisy.image, header_text(config, frame, noise_file=True))
         warn(noise_warnings(st.noise_path, floats, noisy, st.adc_offset, det.roi))
+    write_format_outputs(floats, ints.pixels, config, st, frame, say)
+
+
+# torchbragg's own image formats (--cbf, --nexus, --png): checked before rendering by
+# check_format_outputs, written after nanoBragg's outputs by write_format_outputs.
+
+FORMATS_HINT = 'pip install "torchbragg[formats]"'
+
+
+def format_output_paths(st: CState) -> list[str]:
+    """The files ``--cbf``, ``--nexus`` and ``--png`` name, for the writability check."""
+    return [path for path in (st.cbf_path, st.nexus_path, st.png_path) if path is not None]
+
+
+def ring_spacings_A(text: str) -> list[float]:
+    """Parse ``--png-rings``: d-spacings in Å separated by commas (``3.5,2.5,2``).
+
+    Raises
+    ------
+    UsageError
+        Unless every item is a positive finite number.
+    """
+    spacings = []
+    for item in text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            value = math.nan
+        if not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"--png-rings: expected d-spacings in Å separated by commas, e.g. "
+                             f"3.5,2.5,2.0; got '{text}'")
+        spacings.append(value)
+    return spacings
+
+
+def check_format_outputs(st: CState) -> None:
+    """Fail before rendering on a bad ``--png-rings``/``--nexus-compression`` or a missing package.
+
+    The CBF writer needs nothing beyond numpy; the NeXus writer needs h5py (and hdf5plugin
+    for ``--nexus-compression bslz4``); the PNG needs matplotlib.
+
+    Raises
+    ------
+    UsageError
+        One line naming the option and, for a missing package, what to install.
+    """
+    if st.png_rings is not None:
+        if st.png_path is None:
+            raise UsageError("--png-rings draws on the PNG preview: give --png FILE too")
+        ring_spacings_A(st.png_rings)
+    if st.nexus_compression != "auto" and st.nexus_path is None:
+        raise UsageError("--nexus-compression applies to the NeXus file: give --nexus FILE too")
+    if st.nexus_path is not None:
+        _nexus_compression(st)
+    if st.png_path is not None:
+        from torchbragg.plot import _matplotlib
+
+        try:
+            _matplotlib()
+        except ImportError:
+            raise UsageError(f"--png needs matplotlib: {FORMATS_HINT} (or "
+                             "'torchbragg[plot]')") from None
+
+
+def _nexus_compression(st: CState) -> str:
+    """The settled NeXus compression, checking h5py and hdf5plugin are there."""
+    from torchbragg.io import nexus
+
+    try:
+        import h5py  # noqa: F401 - only checking that it is installed
+    except ImportError:
+        raise UsageError(f"--nexus needs h5py: {FORMATS_HINT}") from None
+    try:
+        return nexus.choose_compression(st.nexus_compression)
+    except ValueError:
+        raise UsageError(f"--nexus-compression must be one of "
+                         f"{', '.join(nexus.COMPRESSIONS)}, got '{st.nexus_compression}'") \
+            from None
+    except ImportError:
+        raise UsageError(f"--nexus-compression bslz4 needs hdf5plugin: {FORMATS_HINT} (or "
+                         "use gzip)") from None
+
+
+def write_format_outputs(floats: np.ndarray, ints: np.ndarray, config: SimulationConfig,
+                         st: CState, frame: dict, say) -> None:
+    """Write ``--cbf``, ``--nexus`` and ``--png``, each announced by one ``writing`` line.
+
+    ``floats`` (slow, fast) float32 photons, shown by the PNG; ``ints`` (slow, fast) the
+    ``-intfile`` pixels, stored by the CBF and NeXus files (so all integer images agree).
+    """
+    if st.cbf_path is None and st.nexus_path is None and st.png_path is None:
+        return
+    geometry = ImageGeometry.from_config(config, frame)
+    if st.cbf_path is not None:
+        from torchbragg.io import cbf
+
+        say(f"writing {st.cbf_path} as 4-byte integers (miniCBF, byte-offset compressed)")
+        cbf.write_cbf(st.cbf_path, ints, geometry)
+    if st.nexus_path is not None:
+        from torchbragg.io import nexus
+
+        compression = _nexus_compression(st)
+        say(f"writing {st.nexus_path} as 4-byte integers (NeXus/NXmx HDF5, "
+            f"{'no' if compression == 'none' else compression} compression)")
+        nexus.write_nexus(st.nexus_path, ints, geometry, compression)
+    if st.png_path is not None:
+        from torchbragg.io import png
+
+        rings = ring_spacings_A(st.png_rings) if st.png_rings is not None else None
+        say(f"writing {st.png_path} as a PNG preview (log scale)")
+        png.write_png(st.png_path, floats, geometry, rings,
+                      title=os.path.basename(st.png_path))

@@ -20,7 +20,15 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from torchbragg.cli.options import RULES, UNUSED_BY_C, CState, Rule
+from torchbragg.cli.options import (
+    INPUT_OPTIONS,
+    OUTPUT_OPTIONS,
+    RULES,
+    UNUSED_BY_C,
+    CState,
+    Rule,
+    apply_output_options,
+)
 
 _C_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|nan)",
                        re.IGNORECASE)
@@ -44,7 +52,7 @@ class ParsedArgs:
     messages:
         Lines the C program prints while reading SMV headers.
     extensions:
-        torchbragg-only settings given with ``--name value``.
+        torchbragg-only settings given with ``--name value`` or ``--name=value``.
     """
 
     state: CState
@@ -262,26 +270,66 @@ def suggest(token: str) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+# torchbragg's own options and how many values each takes (given as --name value or
+# --name=value); nanoBragg's single-dash options keep the C program's parsing
+OWN_OPTIONS = {"--allow-unknown": 0, "--dtype": 1, "--device": 1, "--memory-budget-mb": 1,
+               "--help": 0, "--version": 0, "--kernel": 1, "--compile": 0,
+               "--stale-phi0": 0, "--debug": 0,
+               **{option.name: 1 for option in OUTPUT_OPTIONS + INPUT_OPTIONS}}
+HELP_TOKENS = ("-h", "-help", "--help")
+
+
+def early_exit(argv: list[str]) -> str | None:
+    """``"help"`` or ``"version"`` when the command line asks for one (the first wins).
+
+    ``-h``, ``-help`` and ``--help`` ask for the usage text and ``--version`` for the version,
+    anywhere on the command line and only as whole arguments: ``-hkl``, ``-hdivrange`` and
+    the other options starting with ``-h`` are untouched. (nanoBragg matches no pattern for
+    ``-h`` and prints its usage only when the structure factors or the cell are missing.)
+    """
+    for token in argv:
+        if token in HELP_TOKENS:
+            return "help"
+        if token == "--version":
+            return "version"
+    return None
+
+
+def _own_option(argv: list[str], i: int) -> tuple[str, str | bool, int]:
+    """Read the torchbragg option at ``argv[i]``: (name, value, arguments it takes).
+
+    A flag's value is True; an option with a value reads it after ``=`` or from the next
+    argument, which must not start with ``-``.
+    """
+    token = argv[i]
+    name, equals, value = token.partition("=")
+    if name not in OWN_OPTIONS:
+        raise UsageError(f"unknown option {name}; torchbragg's own options are "
+                         + ", ".join(OWN_OPTIONS))
+    if not OWN_OPTIONS[name]:
+        if equals:
+            raise UsageError(f"option {name} takes no value, got '{token}'")
+        return name, True, 1
+    if equals:
+        if not value:
+            raise UsageError(f"option {name}: expected a value after '='")
+        return name, value, 1
+    if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+        raise UsageError(f"option {name}: expected a value")
+    return name, argv[i + 1], 2
+
+
 def _extensions(argv: list[str]) -> tuple[list[str], dict]:
-    """Split off torchbragg's own ``--name [value]`` options."""
-    flags = {"--allow-unknown": 0, "--dtype": 1, "--device": 1, "--memory-budget-mb": 1,
-             "--help": 0, "--kernel": 1, "--compile": 0, "--stale-phi0": 0,
-             "--debug": 0}
+    """Split off torchbragg's own ``--name [value]`` and ``--name=value`` options."""
     rest, ext = [], {}
     i = 0
     while i < len(argv):
-        tok = argv[i]
-        if tok.startswith("--"):
-            if tok not in flags:
-                raise UsageError(f"unknown option {tok}; torchbragg's own options are "
-                                 + ", ".join(flags))
-            n = flags[tok]
-            if n and (i + n >= len(argv) or argv[i + 1].startswith("-")):
-                raise UsageError(f"option {tok}: expected a value")
-            ext[tok[2:].replace("-", "_")] = argv[i + 1] if n else True
-            i += 1 + n
+        if argv[i].startswith("--"):
+            name, value, taken = _own_option(argv, i)
+            ext[name[2:].replace("-", "_")] = value
+            i += taken
             continue
-        rest.append(tok)
+        rest.append(argv[i])
         i += 1
     return rest, ext
 
@@ -357,6 +405,7 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
     """
     argv, ext = _extensions(list(argv))
     st = CState()
+    apply_output_options(st, ext)
     messages = _prescan_headers(argv, st, read_headers)
     warnings: list[str] = []
     problems: list[str] = []

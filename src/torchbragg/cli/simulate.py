@@ -20,9 +20,10 @@ from torchbragg.cli.eta import (
     RunClock,
 )
 from torchbragg.cli.options import CState
-from torchbragg.cli.outputs import write_outputs
+from torchbragg.cli.outputs import check_format_outputs, format_output_paths, write_outputs
 from torchbragg.cli.parse import UsageError
 from torchbragg.cli.printout import PrintoutObserver
+from torchbragg.cli.progressbar import with_bar
 from torchbragg.cli.report import noise_lines, solid_angle_line, summary_lines
 from torchbragg.errors import SetupError, one_line
 from torchbragg.experiment import Experiment
@@ -145,6 +146,7 @@ def check_outputs_writable(st: CState) -> None:
     paths = [st.float_path, st.int_path]
     paths += [st.pgm_path] if st.write_pgm else []
     paths += [st.noise_path] if st.calculate_noise else []
+    paths += format_output_paths(st)
     for path in paths:
         if not path:
             raise UsageError("cannot write '': an output file name is empty")
@@ -205,7 +207,7 @@ def _render(sim: Simulator, st: CState, plan: Plan, budget: float | None,
         printout.lattice_m = sim.crystal().lattice_m[-1:].detach().cpu().numpy()  # the last
         renderer_hook = printout
     with torch.no_grad():
-        out = sim.render(budget, progress=clock, observer=renderer_hook)
+        out = sim.render(budget, progress=with_bar(clock, st.progress), observer=renderer_hook)
     if printout is not None:
         for line in printout.lines:
             _say(line)
@@ -219,6 +221,7 @@ def simulate(st: CState, ext: dict) -> int:
     leaves them.
     """
     dtype, device, budget = extension_settings(ext)
+    check_format_outputs(st)
     check_outputs_writable(st)
     st.stale_phi0 = bool(ext.get("stale_phi0"))
     exp = Experiment.from_state(st, dtype=dtype, device=device, kernel=ext["kernel"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from torchbragg.cli.options import RULES, CState
+from torchbragg.cli.options import INPUT_OPTIONS, OUTPUT_OPTIONS, RULES, CState
 
 
 def usage_text() -> str:
@@ -23,7 +23,7 @@ def usage_text() -> str:
             names_text = ", ".join(names)
             gap = "\n" + " " * 25 if len(names_text) > 22 else " " * (23 - len(names_text))
             lines.append(f"  {names_text}{gap}{text}")
-    lines.append("torchbragg's own options:")
+    lines.append("torchbragg's own options (--name value or --name=value):")
     lines.append("  --dtype float64|float32   precision (default float64)")
     lines.append("  --device cpu|cuda         where to render")
     lines.append("  --memory-budget-mb N      working memory per chunk in MiB (default "
@@ -36,6 +36,9 @@ def usage_text() -> str:
                  "(the step reuses the previous rotated cell)")
     lines.append("  --allow-unknown           warn about options nanoBragg ignores instead "
                  "of stopping")
+    lines += [option.usage_line() for option in OUTPUT_OPTIONS + INPUT_OPTIONS]
+    lines.append("  -h, -help, --help         print this text and exit")
+    lines.append("  --version                 print torchbragg's version and exit")
     return "\n".join(lines)
 
 
