@@ -230,6 +230,22 @@ class Experiment:
         """The image with what nanoBragg reports about it (solid angle sum, ...)."""
         return self.simulator.render(memory_budget_mb)
 
+    def save(self, path: str | os.PathLike, image: torch.Tensor | None = None,
+             format: str | None = None, **options) -> str:
+        """Write ``image`` (default: a fresh render) to ``path``; returns the format.
+
+        The format follows the extension (``.bin`` float32, ``.img`` SMV, ``.pgm``, ``.cbf``,
+        ``.nxs``/``.h5`` NeXus, ``.png``) or ``format``; ``options`` are ``scale``, ``adc``
+        and ``rings_A`` of :func:`torchbragg.save.save_image`, with this experiment's
+        geometry in the headers.
+        """
+        from torchbragg.save import save_image
+
+        if image is None:
+            with torch.no_grad():
+                image = self.render()
+        return save_image(path, image, self, format, **options)
+
 
 def _assemble(base: torch.Tensor, parts: list) -> torch.Tensor:
     """``base`` with slices replaced (differentiably) by the given tensors."""

@@ -248,22 +248,32 @@ def beam(*, wavelength_A: float | None = None, energy_eV: float | None = None,
 
 def structure_factors(F=None, *, hkl_file: str | None = None, default_F: float | None = None,
                       hkl_min: Sequence[int] | None = None,
-                      interpolate: bool | None = None) -> Part:
+                      interpolate: bool | None = None, column: str | None = None,
+                      model_dmin_A: float | None = None) -> Part:
     """Structure-factor amplitudes.
 
     ``F`` is a mapping {(h, k, l): F} or a dense array (nh, nk, nl) whose [0, 0, 0] element
-    is (h, k, l) = ``hkl_min``; ``hkl_file`` an HKL text file (h k l F per line). Reflections
-    not listed have ``default_F``. ``interpolate`` None is nanoBragg's automatic choice
-    (tricubic interpolation for crystals of 2 or fewer cells on an axis).
+    is (h, k, l) = ``hkl_min``; ``hkl_file`` an HKL text file (h k l F per line), an MTZ or
+    mmCIF reflection file (amplitude ``column`` chosen when None) or an atomic model (PDB or
+    mmCIF; F computed to ``model_dmin_A`` Å, by default the detector corner's resolution),
+    recognised by content and expanded to P1 with Friedel mates. Reflections not listed have
+    ``default_F``. ``interpolate`` None is nanoBragg's automatic choice (tricubic
+    interpolation for crystals of 2 or fewer cells on an axis).
     """
     args: list[str] = []
     state: dict = {}
     if F is not None and hkl_file is not None:
         raise ValueError("give F or hkl_file, not both")
+    if (column is not None or model_dmin_A is not None) and hkl_file is None:
+        raise ValueError("column and model_dmin_A apply to an hkl_file")
     if F is not None:
         state["hkl_table"] = _table(F, hkl_min, 0.0 if default_F is None else float(default_F))
     if hkl_file is not None:
         args += ["-hkl", str(hkl_file)]
+        if column is not None:
+            state["hkl_column"] = str(column)
+        if model_dmin_A is not None:
+            state["model_dmin"] = repr(float(model_dmin_A))
     _opt(args, "-default_F", default_F)
     if interpolate is not None:
         args.append("-interpolate" if interpolate else "-nointerpolate")
