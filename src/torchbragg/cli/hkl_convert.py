@@ -16,6 +16,7 @@ import argparse
 import sys
 
 from torchbragg.cli.entry import interrupts_end_the_process
+from torchbragg.cli.small import run_command
 
 PROG = "torchbragg-hkl"
 
@@ -69,16 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         0 on success; 2 for bad input or an unwritable output (one line on stderr);
         130 when interrupted; 143 on SIGTERM while writing.
     """
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as stop:  # --help (0) or a usage error (2), already printed
-        return int(stop.code or 0)
-    try:
-        return _convert(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(PROG, _parser(), _convert, argv)
 
 
 def _convert(args: argparse.Namespace) -> int:

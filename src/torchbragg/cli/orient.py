@@ -28,6 +28,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from torchbragg.cli.entry import interrupts_end_the_process
+from torchbragg.cli.small import fail, run_command
 
 if TYPE_CHECKING:
     import numpy as np
@@ -127,23 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         0 on success; 2 for bad input or an unwritable output (one line on stderr);
         130 when interrupted; 143 on SIGTERM while writing.
     """
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as stop:  # --help (0) or a usage error (2), already printed
-        return int(stop.code or 0)
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    return run_command(PROG, _parser(), _run, argv)
 
 
 def _fail(message: object) -> int:
-    from torchbragg.errors import one_line
-
-    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
-    return 2
+    return fail(PROG, message)
 
 
 def _run(args: argparse.Namespace) -> int:
