@@ -71,3 +71,54 @@ def test_model_rendered_to_the_detector_corner_or_a_given_resolution(workdir):
     assert run_main(OK + ["-hkl", "m.pdb", "--model-dmin", "1e9"]).status == 2  # no reflection
     bad = run_main(OK + ["-hkl", "m.pdb", "--model-dmin", "-1"])
     assert bad.status == 2 and "--model-dmin" in bad.stderr
+
+
+@pytest.mark.parametrize(("extra", "warned"), [([], False), (["-twotheta", "20"], True),
+                                                (["-adxv"], True), (["-xds"], False)])
+def test_cbf_warns_when_its_header_cannot_hold_the_geometry(workdir, extra, warned):
+    argv = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100", "-lambda", "6.2",
+            "-N", "5", "-distance", "100", "-pixel", "0.1", "-detpixels", "24", "-noprogress",
+            "-nonoise", "-nopgm", "--cbf", "i.cbf", *extra]
+    result = run_main(argv)
+    assert result.status == 0, result.stderr
+    assert ("cannot describe this detector" in result.stderr) == warned, result.stderr
+    assert (workdir / "i.cbf").exists()
+
+
+def test_model_resolution_covers_every_step(workdir):
+    """By default F reach past the detector corner by the rounding and interpolation margins:
+    the image equals one computed from F to a much finer resolution."""
+    (workdir / "m.pdb").write_text(MODEL)
+    for extra in (["-N", "1"], ["-N", "3", "-curved_det", "-nointerpolate"]):
+        base = OK[:-1] + ["a.bin", "-pixel", "0.5", "-detpixels", "128", "-hkl", "m.pdb", *extra]
+        assert run_main(base).status == 0
+        fine = base[:-len(extra)] + extra + ["--model-dmin", "1.0"]
+        fine[fine.index("a.bin")] = "b.bin"
+        assert run_main(fine).status == 0
+        a = np.fromfile(workdir / "a.bin", np.float32)
+        b = np.fromfile(workdir / "b.bin", np.float32)
+        assert b.max() > 0
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reflection_file_checks(workdir):
+    (workdir / "m.pdb").write_text(MODEL)
+    (workdir / "x.hkl").write_text("1 0 0 10\n")
+    other_cell = run_main(["-cell", "20", "31", "40", "90", "90", "90"] + OK[7:]
+                          + ["-hkl", "m.pdb"])
+    assert other_cell.status == 0
+    assert "has the cell 20 30 40 90 90 90 but the crystal's is 20 31 40 90 90 90" in \
+        other_cell.stderr
+    text_dmin = run_main(OK + ["-hkl", "x.hkl", "--model-dmin", "2"])
+    assert text_dmin.status == 2 and "--model-dmin applies to a model" in text_dmin.stderr
+    import gzip
+
+    (workdir / "m.pdb.gz").write_bytes(gzip.compress(MODEL.encode()))
+    zipped = run_main(OK + ["-hkl", "m.pdb.gz"])
+    assert zipped.status == 2 and "gzip-compressed" in zipped.stderr
+    bad = MODEL.replace("   1.000   2.000   3.000", "     nan   2.000   3.000")
+    (workdir / "nan.pdb").write_text(bad)
+    nan_model = run_main(OK + ["-hkl", "nan.pdb"])
+    assert nan_model.status == 2 and "not finite" in nan_model.stderr
+    huge = run_main(OK + ["-hkl", "m.pdb", "--model-dmin", "0.01"])
+    assert huge.status == 2 and "give a larger resolution limit" in huge.stderr

@@ -397,8 +397,10 @@ def resolve(st: CState) -> Plan:
     crystal, info = _crystal(st, axes, msgs, (phisteps, osc, phistep), (domains, spread),
                              shared)
     info["rng_shared"] = shared
+    info["cell_A_deg"] = _cell_A_deg(crystal)
     oversample = _oversample(st, info, frame, msgs, warns)
-    info["detector_dmin_A"] = _detector_dmin_A(st, frame, axes["beam"], disp.range)
+    info["detector_dmin_A"] = _model_resolution_A(st, frame, axes["beam"], disp.range,
+                                                  (hdiv.range, vdiv.range), crystal)
     sf = _structure_factors(st, bool(interpolate), msgs, info)
     warns.extend(info.pop("reader_warnings", []))
     phi0 = st.phi0
@@ -602,7 +604,7 @@ def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
             raise SetupError("no -hkl file and no dump file to read, and -default_F is 0")
     elif table is None:
         table = _read_hkl(st, msgs, info)
-        info["reader_warnings"] = list(table.warnings)
+        info["reader_warnings"] = list(table.warnings) + info.pop("reader_warnings_extra", [])
     info["n_hkl_read"] = 0 if table is None else table.n_entries
     if table is None or table.n_entries == 0:
         return StructureFactorConfig(grid=None, default_F=st.default_F, interpolate=False)
@@ -610,15 +612,56 @@ def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
                                  default_F=st.default_F, interpolate=interpolate)
 
 
-def _detector_dmin_A(st: CState, frame: dict, beam: np.ndarray, dispersion: float) -> float:
-    """The smallest d-spacing (Å) the detector's corners reach, at the shortest wavelength."""
+def _model_resolution_A(st: CState, frame: dict, beam: np.ndarray, dispersion: float,
+                        divergence_rad: tuple[float, float], crystal) -> float:
+    """The resolution (Å) to compute a model's F to, for every step to find its reflection.
+
+    The largest scattering angle the detector's corners reach (on the arc for a curved
+    detector), widened by half the divergence, at the shortest wavelength; then three
+    reciprocal-cell lengths more, for the nearest-hkl rounding and the neighbours tricubic
+    interpolation reads.
+    """
     px = st.pixel_size
     corners = np.array([frame["pix0"] + frame["fdet"] * f * px + frame["sdet"] * s * px
                         for f in (0, st.fpixels) for s in (0, st.spixels)])
-    cos2theta = corners @ beam / np.linalg.norm(corners, axis=1)
-    sin_theta = np.sqrt(np.clip((1.0 - cos2theta) / 2.0, 0.0, 1.0)).max()
-    shortest = st.lambda0 * (1.0 - dispersion / 2.0)
-    return float(shortest / (2.0 * sin_theta) * 1e10) if sin_theta > 0 else math.inf
+    norms = np.linalg.norm(corners, axis=1)
+    two_theta = np.arccos(np.clip(corners @ beam / norms, -1.0, 1.0))
+    if st.curved_detector:  # pixels lie on a sphere: the flat offset is the arc length
+        offsets = np.linalg.norm(corners - (corners @ frame["odet"])[:, None] * frame["odet"],
+                                 axis=1)
+        two_theta = np.maximum(two_theta, offsets / frame["distance"])
+    two_theta = min(float(two_theta.max()) + max(divergence_rad) / 2.0, math.pi)
+    shortest = st.lambda0 * (1.0 - dispersion / 2.0) * 1e10
+    reach = 2.0 * math.sin(two_theta / 2.0) / shortest + 3.0 * _longest_reciprocal_invA(crystal)
+    return 1.0 / reach if reach > 0 else math.inf
+
+
+def _cell_A_deg(crystal) -> tuple[float, ...] | None:
+    """The crystal's cell: a, b, c (Å), alpha, beta, gamma (degrees), from -cell or -mat."""
+    if crystal.cell is not None:
+        a, b, c, al, be, ga = crystal.cell
+        return (a, b, c, al * RTD, be * RTD, ga * RTD)
+    recip = np.asarray(crystal.mosflm_reciprocal_invA, dtype=np.float64)  # rows a*, b*, c*
+    if abs(np.linalg.det(recip)) == 0.0:
+        return None
+    real = np.linalg.inv(recip).T  # rows a, b, c
+    lengths = np.linalg.norm(real, axis=1)
+    angle = lambda i, j: math.degrees(math.acos(real[i] @ real[j] / lengths[i] / lengths[j]))  # noqa: E731
+    return (*lengths.tolist(), angle(1, 2), angle(2, 0), angle(0, 1))
+
+
+def _longest_reciprocal_invA(crystal) -> float:
+    """The longest of |a*|, |b*|, |c*| (1/Å) of the crystal's cell or matrix."""
+    if crystal.mosflm_reciprocal_invA is not None:
+        return float(np.linalg.norm(crystal.mosflm_reciprocal_invA, axis=1).max())
+    a, b, c, al, be, ga = crystal.cell
+    cosines = np.cos([al, be, ga])
+    volume = a * b * c * math.sqrt(max(1.0 - (cosines ** 2).sum()
+                                       + 2.0 * cosines.prod(), 0.0))
+    if volume == 0.0:
+        return 0.0
+    sines = np.sin([al, be, ga])
+    return float(max(b * c * sines[0], c * a * sines[1], a * b * sines[2]) / volume)
 
 
 def _model_dmin(text: str) -> float:
@@ -629,6 +672,18 @@ def _model_dmin(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise SetupError(f"--model-dmin must be a positive resolution in Å, got '{text}'")
     return value
+
+
+def _warn_other_cell(st: CState, file_cell: tuple | None, info: dict) -> None:
+    """A reflection or model file whose cell differs from the crystal's by more than 1 %."""
+    ours = info.get("cell_A_deg")
+    if file_cell is None or ours is None:
+        return
+    if any(abs(x - y) > 0.01 * abs(y) for x, y in zip(file_cell, ours, strict=True)):
+        shown = lambda cell: " ".join(_g(round(x, 3)) for x in cell)  # noqa: E731
+        info.setdefault("reader_warnings_extra", []).append(
+            f"{st.hkl_path} has the cell {shown(file_cell)} but the crystal's is "
+            f"{shown(ours)}: its F are used on the crystal's lattice as they are")
 
 
 def _read_hkl(st: CState, msgs: list[str], info: dict) -> hkl_io.HKLTable:
@@ -643,8 +698,15 @@ def _read_hkl(st: CState, msgs: list[str], info: dict) -> hkl_io.HKLTable:
     dmin = info["detector_dmin_A"] if st.model_dmin is None else _model_dmin(st.model_dmin)
     if reflections.file_kind(st.hkl_path) == "model":
         msgs.append(f"computing structure factors of the model to {_g(dmin)} A")
+    kind = reflections.file_kind(st.hkl_path)
+    if st.model_dmin is not None and kind != "model":
+        raise SetupError(f"--model-dmin applies to a model, but {st.hkl_path} holds "
+                         "reflections")
     table = reflections.read_structure_factors(st.hkl_path, st.default_F,
                                                column=st.hkl_column, dmin_A=dmin)
+    if kind != "text":  # nanoBragg reads only text: its stdout stays as it is
+        msgs.append(f"structure factors: {table.source}")
+    _warn_other_cell(st, getattr(table, "cell", None), info)
     if st.default_F != 0.0:
         msgs.append(f"initializing to default_F = {_g(st.default_F)}:")
         msgs.append("done initializing:")

@@ -11,6 +11,7 @@ chooses it).
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -93,9 +94,14 @@ def _write_integers(path, kind: str, ints: np.ndarray, experiment) -> None:
 
         write_smv(path, ints, header_text(experiment.config, experiment.plan.info["frame"]))
     elif kind == "cbf":
-        from torchbragg.io.cbf import write_cbf
+        from torchbragg.io.cbf import geometry_problem, write_cbf
 
-        write_cbf(path, ints, _geometry(experiment))
+        geometry = _geometry(experiment)
+        write_cbf(path, ints, geometry)
+        problem = geometry_problem(geometry)
+        if problem is not None:
+            warnings.warn(f"{os.fspath(path)}: the miniCBF header cannot describe this "
+                          f"detector: {problem}; use NeXus for the geometry", stacklevel=3)
     else:
         from torchbragg.io.nexus import write_nexus
 

@@ -220,6 +220,10 @@ def write_format_outputs(floats: np.ndarray, ints: np.ndarray, config: Simulatio
 
         say(f"writing {st.cbf_path} as 4-byte integers (miniCBF, byte-offset compressed)")
         cbf.write_cbf(st.cbf_path, ints, geometry)
+        problem = cbf.geometry_problem(geometry)
+        if problem is not None:
+            warn([f"{st.cbf_path}: the miniCBF header cannot describe this detector: "
+                  f"{problem}; its pixels are right, but use --nexus for the geometry"])
     if st.nexus_path is not None:
         from torchbragg.io import nexus
 

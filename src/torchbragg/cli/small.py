@@ -12,18 +12,21 @@ def run_command(prog: str, parser: argparse.ArgumentParser,
     """Parse ``argv`` (``sys.argv[1:]`` when None) and run ``action``; return the exit status.
 
     ``--help`` and usage errors end as argparse ends them (0, 2); Ctrl-C ends with one line and
-    status 130.
+    status 130; a reader of stdout or stderr that leaves early is not an error.
     """
+    from torchbragg.cli.entry import quiet_when_readers_leave
+
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help (0) or a usage error (2), already printed
-        return int(stop.code or 0)
-    try:
-        return action(args)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    with quiet_when_readers_leave():  # a closed pipe stops the printing, not the work
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as stop:  # --help (0) or a usage error (2), already printed
+            return int(stop.code or 0)
+        try:
+            return action(args)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
 
 
 def fail(prog: str, message: object) -> int:

@@ -223,6 +223,26 @@ def cbf_bytes(pixels: np.ndarray, geometry: ImageGeometry, name: str = "image",
     return [CRLF.join(header).encode("ascii"), *_binary_section(compressed, fast, slow)]
 
 
+def geometry_problem(geometry: ImageGeometry) -> str | None:
+    """Why a miniCBF header cannot describe this detector (None: it can).
+
+    A miniCBF header has no detector axes: readers (dxtbx's) take a detector normal to the
+    beam whose fast and slow axes are McStas -x and -y, as nanoBragg's default MOSFLM frame
+    gives. Two-theta, detector rotations, mirrored conventions and custom vectors do not fit.
+    """
+    from torchbragg.io.nexus import mcstas_basis
+
+    basis = mcstas_basis(geometry.beam, geometry.spindle)
+    fast, slow, normal = (basis @ np.asarray(v, dtype=np.float64)
+                          for v in (geometry.fdet, geometry.sdet, geometry.odet))
+    if abs(abs(normal[2]) - 1.0) > 1e-9:
+        return "the detector is not normal to the beam (two-theta or rotations)"
+    if np.abs(fast - (-1.0, 0.0, 0.0)).max() > 1e-9 or np.abs(slow - (0.0, -1.0, 0.0)).max() \
+            > 1e-9:
+        return "its fast and slow axes are not those of the MOSFLM frame (readers assume them)"
+    return None
+
+
 def write_cbf(path: str | os.PathLike, image: np.ndarray, geometry: ImageGeometry,
               count_cutoff: int = 65535,
               timestamp: datetime.datetime | None = None) -> None:

@@ -128,6 +128,9 @@ def _sniff(path: str | os.PathLike) -> tuple[str, bool]:
         head = read_or_fail(handle, path, _HEAD_BYTES)
         if head.startswith(b"MTZ "):
             return "mtz", False
+        if head.startswith(b"\x1f\x8b"):
+            raise InputFileError(path, "the file is gzip-compressed: decompress it first "
+                                 "(gunzip)")
         first = _first_statement(head)
         if first is None:
             return "text", False
@@ -840,6 +843,7 @@ def model_structure_factors(
         structure = gemmi.read_structure(os.fspath(path), format=form)
     model, space_group, warnings = _usable_model(path, structure)
     cell = structure.cell
+    _check_grid_size(path, cell, dmin_A)
     with _gemmi_errors(path, "cannot compute structure factors"):
         structure.setup_cell_images()
         asu = np.asarray(gemmi.make_miller_array(cell, space_group, dmin_A), np.int64)
@@ -847,6 +851,9 @@ def model_structure_factors(
         F = np.array([abs(calculator.calculate_sf_from_model(model, h)) for h in asu.tolist()],
                      dtype=np.float64)
         absent = _absent_reflections(gemmi, cell, space_group, dmin_A)
+    if not np.isfinite(F).all():
+        raise InputFileError(path, "the model gives structure factors that are not finite "
+                             "numbers: check its coordinates, occupancies and B factors")
     if len(asu) == 0:
         raise InputFileError(path, f"no reflection with d >= {dmin_A:g} A in this cell")
     expansion = _P1Expansion(path, _rotations(space_group), friedel=True)
@@ -860,10 +867,23 @@ def model_structure_factors(
                    space_group.hm, source)
 
 
+def _check_grid_size(path: str | os.PathLike, cell, dmin_A: float) -> None:
+    """Refuse a resolution whose P1 grid would not fit, before anything is computed.
+
+    Along each axis |h| reaches 1 / (dmin |a*|) at most.
+    """
+    lengths = [cell.reciprocal().a, cell.reciprocal().b, cell.reciprocal().c]
+    cells = math.prod(2.0 / (dmin_A * length) + 1.0 for length in lengths)
+    if not cells <= MAX_GRID_CELLS:
+        raise InputFileError(path, f"structure factors to {dmin_A:g} A would fill a grid of "
+                             f"{cells:.3g} reflections, more than {MAX_GRID_CELLS:.3g}: give a "
+                             "larger resolution limit")
+
+
 def _resolution(path: str | os.PathLike, dmin_A) -> float:
     """``dmin_A`` as a positive finite float, or an error."""
     try:
-        value = dmin_A
+        value = float(dmin_A)
     except (TypeError, ValueError):
         value = math.nan
     if not (math.isfinite(value) and value > 0):
