@@ -122,3 +122,10 @@ def test_reflection_file_checks(workdir):
     assert nan_model.status == 2 and "not finite" in nan_model.stderr
     huge = run_main(OK + ["-hkl", "m.pdb", "--model-dmin", "0.01"])
     assert huge.status == 2 and "give a larger resolution limit" in huge.stderr
+
+
+@pytest.mark.parametrize("option", [["--hkl-column", "F"], ["--model-dmin", "2"]])
+def test_structure_factor_options_need_an_hkl_file(workdir, option):
+    result = run_main(OK + ["-default_F", "10"] + option)
+    assert result.status == 2
+    assert f"{option[0]} applies to an -hkl file" in result.stderr

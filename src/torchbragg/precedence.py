@@ -596,6 +596,9 @@ def _structure_factors(st: CState, interpolate: bool, msgs: list[str],
     written.
     """
     table = st.hkl_table
+    for given, name in ((st.hkl_column, "--hkl-column"), (st.model_dmin, "--model-dmin")):
+        if given is not None and st.hkl_path is None:
+            raise SetupError(f"{name} applies to an -hkl file, and none is given")
     if table is None and st.hkl_path is None:
         if st.dump_path is not None and os.path.exists(st.dump_path):
             msgs.append(f"reading Fs from {st.dump_path}")
