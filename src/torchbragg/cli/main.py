@@ -9,16 +9,14 @@ head``) does not stop a run: printing stops quietly and the output files are sti
 from __future__ import annotations
 
 import sys
-import warnings
 
-from torchbragg.cli.entry import interrupts_end_the_process, quiet_when_readers_leave, version_line
+from torchbragg.cli.entry import interrupts_end_the_process, version_line
+from torchbragg.cli.guard import guarded_main
 from torchbragg.cli.parse import UsageError, early_exit, parse_args
 from torchbragg.cli.progressbar import clear_progress_bar
 from torchbragg.cli.usage import usage_needed, usage_reason, usage_text
 from torchbragg.config import KERNELS
-from torchbragg.errors import SetupError, one_line
-from torchbragg.io.errors import InputFileError
-from torchbragg.io.images import Terminated
+from torchbragg.errors import one_line
 
 
 def _say(line: str) -> None:
@@ -79,59 +77,14 @@ def run(argv: list[str]) -> int:
         clear_progress_bar()
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Python warnings (numpy's included) as one line, without a source line."""
-    print(f"torchbragg: warning: {one_line(message)}",
-          file=sys.stderr if file is None else file)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status; bad input gives one line on stderr.
 
     An unexpected internal error also ends in one line (exit status 70); ``--debug`` shows
     its traceback instead. A closed stdout or stderr (its reader gone) silences it, but the
-    run goes on and the status is that of the run.
+    run goes on and the status is that of the run (see :mod:`torchbragg.cli.guard`).
     """
     argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
-    with quiet_when_readers_leave(), warnings.catch_warnings():
-        if not debug:
-            warnings.showwarning = _one_line_warning
-        try:
-            return _guarded(argv)
-        except Exception as err:  # noqa: BLE001 - anything else is a bug: one line, no traceback
-            if debug:
-                raise
-            print(f"torchbragg: internal error: {type(err).__name__}: {one_line(err)} (rerun "
-                  "with --debug for the traceback, and please report it)", file=sys.stderr)
-            return 70
-
-
-def _guarded(argv: list[str]) -> int:
-    """Run, turning every kind of bad input into one line and an exit status."""
-    try:
-        return run(argv)
-    except (UsageError, SetupError, InputFileError) as err:
-        print(f"torchbragg: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError as err:
-        print(f"torchbragg: error: not enough memory ({type(err).__name__}); lower the "
-              "detector size, the number of steps or --memory-budget-mb", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # torch.OutOfMemoryError is one
-        if type(err).__name__ != "OutOfMemoryError" and "allocate" not in str(err):
-            raise
-        print("torchbragg: error: not enough memory to allocate the image or a chunk; lower "
-              "the detector size, the number of steps or --memory-budget-mb", file=sys.stderr)
-        return 2
-    except OSError as err:
-        name = f" {err.filename}:" if getattr(err, "filename", None) else ""
-        print(one_line(f"torchbragg: error:{name} {err.strerror or err}"), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("torchbragg: interrupted", file=sys.stderr)
-        return 130
-    except Terminated as err:  # SIGTERM while an output was written: nothing half-written
-        print(f"torchbragg: {err}", file=sys.stderr)
-        return 143
+    return guarded_main("torchbragg", run, argv, "lower the detector size, the number of steps "
+                        "or --memory-budget-mb")
 

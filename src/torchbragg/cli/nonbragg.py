@@ -25,18 +25,16 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import warnings
 
 from torchbragg.cli.entry import (
     interrupts_end_the_process,
     quiet_when_readers_leave,
     version_line,
 )
+from torchbragg.cli.guard import guarded_main
 from torchbragg.cli.nonbragg_options import BANNER, early_exit, parse_nonbragg, usage_text
 from torchbragg.cli.parse import UsageError
-from torchbragg.errors import SetupError, one_line
-from torchbragg.io.errors import InputFileError
-from torchbragg.io.images import Terminated
+from torchbragg.errors import one_line
 
 PROGRAM = "torchbragg-nonbragg"
 
@@ -97,10 +95,6 @@ def run(argv: list[str]) -> int:
     return simulate(st, ext, parsed.messages)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"{PROGRAM}: warning: {one_line(message)}", file=sys.stderr if file is None else file)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: return the exit status; bad input gives one line on stderr.
 
@@ -109,47 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     while a file was written (no file is left half-written).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv
-    with quiet_when_readers_leave(), warnings.catch_warnings():
-        if not debug:
-            warnings.showwarning = _one_line_warning
-        try:
-            return _guarded(argv)
-        except Exception as err:  # noqa: BLE001 - anything else is a bug: one line
-            if debug:
-                raise
-            print(f"{PROGRAM}: internal error: {type(err).__name__}: {one_line(err)} (rerun "
-                  "with --debug for the traceback, and please report it)", file=sys.stderr)
-            return 70
-
-
-def _guarded(argv: list[str]) -> int:
-    """Run, turning every kind of bad input into one line and an exit status."""
-    try:
-        return run(argv)
-    except (UsageError, SetupError, InputFileError) as err:
-        print(f"{PROGRAM}: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"{PROGRAM}: error: not enough memory; lower the detector size, the number of "
-              "sources or --chunk-elements", file=sys.stderr)
-        return 2
-    except RuntimeError as err:  # torch.OutOfMemoryError is one
-        if type(err).__name__ != "OutOfMemoryError" and "allocate" not in str(err):
-            raise
-        print(f"{PROGRAM}: error: not enough memory for the image or a chunk; lower the "
-              "detector size or --chunk-elements", file=sys.stderr)
-        return 2
-    except OSError as err:
-        name = f" {err.filename}:" if getattr(err, "filename", None) else ""
-        print(one_line(f"{PROGRAM}: error:{name} {err.strerror or err}"), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROGRAM}: interrupted", file=sys.stderr)
-        return 130
-    except Terminated as err:
-        print(f"{PROGRAM}: {err}", file=sys.stderr)
-        return 143
+    return guarded_main(PROGRAM, run, argv,
+                        "lower the detector size, the number of sources or --chunk-elements")
 
 
 def main_exit() -> None:

@@ -26,7 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from torchbragg.cli.options import RULES as NANOBRAGG_RULES
-from torchbragg.cli.parse import UsageError, c_atof, c_atoi, is_number
+from torchbragg.cli.parse import (
+    UsageError,
+    c_atof,
+    c_atoi,
+    is_number,
+    report_problems,
+    strict_value,
+)
 
 # Degrees per radian as the C program computes it (180.0*M_1_PI).
 RTD = 180.0 * 0.318309886183790671537767526745028724
@@ -450,16 +457,7 @@ def _strict(option: str, kind: str, text: str):
     """A value the user meant: a finite number where one is expected, not another option."""
     if text.startswith("-") and not is_number(text) and any(r.matched(text) for r in RULES):
         raise UsageError(f"option {option}: expected a value, got the option {text}")
-    if kind == "s":
-        return text
-    what = "an integer" if kind == "i" else "a finite number"
-    try:
-        value = float(text) if text.isascii() and "_" not in text else math.nan
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or (kind == "i" and value != int(value)):
-        raise UsageError(f"option {option}: expected {what}, got '{text}'")
-    return c_atoi(text) if kind == "i" else value
+    return strict_value(option, kind, text)
 
 
 def _lenient(kind: str, text: str):
@@ -644,14 +642,7 @@ def _values_after(argv: list[str], i: int) -> int:
 
 
 def _report(problems: list[str], ext: dict, warnings: list[str]) -> None:
-    if not problems:
-        return
-    if ext.get("allow_unknown"):
-        warnings.extend(f"WARNING: {p}; ignored as nonBragg ignores it" for p in problems)
-        return
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    raise UsageError(f"{problems[0]}{more}; nonBragg would silently ignore it. Pass "
-                     "--allow-unknown to run anyway")
+    report_problems(problems, ext, warnings, "nonBragg")
 
 
 def usage_text() -> str:

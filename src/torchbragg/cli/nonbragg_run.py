@@ -20,12 +20,13 @@ from torchbragg.background import (
     render_amorphous,
     roi_pixels,
 )
+from torchbragg.cli import simulate as nanobragg_run
 from torchbragg.cli.nonbragg import _say, _say_all, check_outputs_writable
 from torchbragg.cli.nonbragg_options import RTD, NBState
 from torchbragg.cli.nonbragg_plan import BANNER, NBPlan, build_plan, describe_paths, g
 from torchbragg.cli.parse import UsageError
 from torchbragg.config import R_E_SQR_M2
-from torchbragg.errors import SetupError, one_line
+from torchbragg.errors import one_line
 from torchbragg.io.images import (
     format_c_g,
     int_image,
@@ -40,15 +41,7 @@ from torchbragg.rng import default_noise_seed, noise_image
 
 def device_settings(ext: dict) -> tuple[torch.device, int | None]:
     """``--device`` and ``--chunk-elements``, checked."""
-    try:
-        device = torch.device(ext.get("device", "cpu"))
-    except RuntimeError:
-        raise UsageError(f"--device: unknown device '{ext['device']}' (cpu, cuda, cuda:N)") \
-            from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {ext['device']}: renders on cpu or cuda[:N]")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {ext['device']}: CUDA is not available on this machine")
+    device = nanobragg_run.checked_device(ext.get("device", "cpu"))
     chunk = ext.get("chunk_elements")
     if chunk is not None:
         try:
@@ -312,16 +305,7 @@ def max_position(plan: NBPlan, pixel: tuple[int, int] | None) -> tuple[float, fl
 
 def check_finite(image: np.ndarray) -> None:
     """Refuse an image with NaN or infinite pixels; warn where float32 overflows."""
-    bad = ~np.isfinite(image)
-    if bad.any():
-        slow, fast = (int(i) for i in np.argwhere(bad)[0])
-        raise SetupError(f"{int(bad.sum())} pixel(s) of the image are not finite (the first at "
-                         f"slow {slow}, fast {fast}); no file was written: check the -stol "
-                         "table, the fluence and the geometry")
-    over = int((np.abs(image) > np.finfo(np.float32).max).sum())
-    if over:
-        print(f"WARNING: {over} pixel(s) exceed the float32 range and are stored as inf, as "
-              "nonBragg stores them", file=sys.stderr)
+    nanobragg_run.check_finite(image, "nonBragg", "the -stol table", "")
 
 
 def write_outputs(plan: NBPlan, image: np.ndarray, count: int | None = None) -> None:

@@ -92,7 +92,7 @@ def is_number(text: str) -> bool:
 _PLAIN_INT = re.compile(r"^[+-]?\d+$", re.ASCII)
 
 
-def _strict(option: str, kind: str, text: str) -> float | int | str:
+def strict_value(option: str, kind: str, text: str) -> float | int | str:
     """A value the user meant: a finite number (an integer as C's atoi reads it).
 
     A whole number written otherwise than as plain digits where an integer is expected is
@@ -139,7 +139,7 @@ def _cell_values(argv: list[str], i: int, strict: bool) -> list[float]:
     for text in argv[i + 1 : i + 7]:
         if text.startswith("-"):
             break
-        values.append(_strict("-cell", "f", text) if strict else c_atof(text))
+        values.append(strict_value("-cell", "f", text) if strict else c_atof(text))
     if strict and not values:
         raise UsageError("option -cell: expected a b c [alpha beta gamma], got no values")
     return values
@@ -154,7 +154,7 @@ def _misset_values(argv: list[str], i: int, strict: bool) -> list | None:
         if strict:
             raise UsageError("option -misset: expected 'random' or three angles in degrees")
         return None
-    return [(_strict("-misset", "f", t) if strict else c_atof(t)) for t in rest[:3]]
+    return [(strict_value("-misset", "f", t) if strict else c_atof(t)) for t in rest[:3]]
 
 
 def _values(rule: Rule, argv: list[str], i: int, strict: bool) -> list | None:
@@ -170,7 +170,7 @@ def _values(rule: Rule, argv: list[str], i: int, strict: bool) -> list | None:
         text = argv[i + 1]
         if "inf" in text:
             return ["inf"]
-        return [_strict(token, "f", text) if strict else c_atof(text)]
+        return [strict_value(token, "f", text) if strict else c_atof(text)]
     n = max(rule.nargs, 0)
     if rule.pattern == "-curved_det":
         n = 1  # the C program wants an argument after it, though it reads none
@@ -184,7 +184,7 @@ def _values(rule: Rule, argv: list[str], i: int, strict: bool) -> list | None:
     texts = argv[i + 1 : i + 1 + n]
     kinds = _kinds(rule, n)
     if strict:
-        return [_strict(token, k, t) for k, t in zip(kinds, texts, strict=True)]
+        return [strict_value(token, k, t) for k, t in zip(kinds, texts, strict=True)]
     return [_lenient(k, t) for k, t in zip(kinds, texts, strict=True)]
 
 
@@ -426,19 +426,21 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
                 owned = _values_after(argv, i)  # its values are not separate problems
             continue
         owned = taken
-    _report_problems(problems, ext, warnings)
+    report_problems(problems, ext, warnings)
     _warn_surprises(st, warnings)
     return ParsedArgs(state=st, warnings=warnings, extensions=ext, messages=messages)
 
 
-def _report_problems(problems: list[str], ext: dict, warnings: list[str]) -> None:
+def report_problems(problems: list[str], ext: dict, warnings: list[str],
+                    program: str = "nanoBragg") -> None:
+    """Arguments ``program`` would ignore: an error, or warnings with --allow-unknown."""
     if not problems:
         return
     if ext.get("allow_unknown"):
-        warnings.extend(f"WARNING: {p}; ignored as nanoBragg ignores it" for p in problems)
+        warnings.extend(f"WARNING: {p}; ignored as {program} ignores it" for p in problems)
         return
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    raise UsageError(f"{problems[0]}{more}; nanoBragg would silently ignore it. "
+    raise UsageError(f"{problems[0]}{more}; {program} would silently ignore it. "
                      "Pass --allow-unknown to run anyway")
 
 

@@ -80,21 +80,26 @@ def _progress(st: CState, plan: Plan):
     return report
 
 
+def checked_device(text: str) -> torch.device:
+    """``--device``: cpu or an available cuda[:N], else a UsageError naming the problem."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UsageError(f"--device: unknown device '{text}' (cpu, cuda, cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {text}: torchbragg renders on cpu or cuda[:N]")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {text}: CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {text}: this machine has {torch.cuda.device_count()} CUDA "
+                         "device(s)")
+    return device
+
+
 def extension_settings(ext: dict) -> tuple[torch.dtype, torch.device, float | None]:
     """Validated ``--dtype``, ``--device`` and ``--memory-budget-mb``."""
     dtype = DTYPES[ext.get("dtype", "float64")]  # checked by cli.main.check_extensions
-    try:
-        device = torch.device(ext.get("device", "cpu"))
-    except RuntimeError:
-        raise UsageError(f"--device: unknown device '{ext['device']}' (cpu, cuda, cuda:N)") \
-            from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {ext['device']}: torchbragg renders on cpu or cuda[:N]")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {ext['device']}: CUDA is not available on this machine")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UsageError(f"--device {ext['device']}: this machine has "
-                         f"{torch.cuda.device_count()} CUDA device(s)")
+    device = checked_device(ext.get("device", "cpu"))
     budget = ext.get("memory_budget_mb")
     if budget is not None:
         budget = _positive_mib(budget, "--memory-budget-mb")
@@ -126,19 +131,23 @@ def _warn_phi0(crystal, stale: bool) -> None:
               "reproduces the released program)", file=sys.stderr)
 
 
-def check_finite(image: np.ndarray) -> None:
-    """Refuse to write an image with NaN or infinite pixels; warn where float32 overflows."""
+def check_finite(image: np.ndarray, program: str = "nanoBragg",
+                 inputs: str = "the structure factors",
+                 lower: str = "; lower -default_F, the structure factors or the fluence") -> None:
+    """Refuse to write an image with NaN or infinite pixels; warn where float32 overflows.
+
+    ``inputs`` names what to check first, ``lower`` ends the overflow warning.
+    """
     bad = ~np.isfinite(image)
     if bad.any():
         slow, fast = (int(i) for i in np.argwhere(bad)[0])
         raise SetupError(f"{int(bad.sum())} pixel(s) of the image are not finite (the first at "
-                         f"slow {slow}, fast {fast}); no file was written: check the structure "
-                         "factors, the fluence and the geometry")
+                         f"slow {slow}, fast {fast}); no file was written: check {inputs}, "
+                         "the fluence and the geometry")
     over = int((np.abs(image) > np.finfo(np.float32).max).sum())
     if over:
         print(f"WARNING: {over} pixel(s) exceed the float32 range and are stored as inf, as "
-              "nanoBragg stores them; lower -default_F, the structure factors or the fluence",
-              file=sys.stderr)
+              f"{program} stores them{lower}", file=sys.stderr)
 
 
 def check_outputs_writable(st: CState) -> None:

@@ -17,13 +17,10 @@ half-written); 9 without an input file (usage, as the C program); 130 when inter
 from __future__ import annotations
 
 import sys
-import warnings
 
-from torchbragg.cli.entry import interrupts_end_the_process, quiet_when_readers_leave
-from torchbragg.cli.parse import UsageError
+from torchbragg.cli.entry import interrupts_end_the_process
+from torchbragg.cli.guard import guarded_main
 from torchbragg.errors import one_line
-from torchbragg.io.errors import InputFileError
-from torchbragg.io.images import Terminated
 
 PROG = "torchbragg-noisify"
 BANNER = "noisify - add noise to pixels - James Holton 3-19-16"
@@ -90,11 +87,6 @@ def _warn(line: str) -> None:
     print(f"{PROG}: warning: {one_line(line)}", file=sys.stderr)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Python warnings (numpy's, numba's) as one line, without a source line."""
-    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr if file is None else file)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit status (see the module notes).
 
@@ -110,41 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         The exit status.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv
-    argv = [arg for arg in argv if arg != "--debug"]
-    with quiet_when_readers_leave(), warnings.catch_warnings():
-        if not debug:
-            warnings.showwarning = _one_line_warning
-        try:
-            return _guarded(argv)
-        except Exception as err:  # noqa: BLE001 - anything else is a bug: one line
-            if debug:
-                raise
-            print(f"{PROG}: internal error: {type(err).__name__}: {one_line(err)} (rerun with "
-                  "--debug for the traceback, and please report it)", file=sys.stderr)
-            return 70
-
-
-def _guarded(argv: list[str]) -> int:
-    """Run, turning every kind of bad input into one line and an exit status."""
-    try:
-        return run(argv)
-    except (UsageError, InputFileError) as err:
-        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"{PROG}: error: not enough memory for the image or the PSF kernel (lower "
-              "-psf_radius)", file=sys.stderr)
-        return 2
-    except OSError as err:  # an output: write_atomic's message names the file
-        print(f"{PROG}: error: {one_line(err.strerror or err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Terminated as err:  # SIGTERM while an output was written: nothing half-written
-        print(f"{PROG}: {one_line(err)}", file=sys.stderr)
-        return 143
+    return guarded_main(PROG, lambda args: run([a for a in args if a != "--debug"]), argv,
+                        "lower -psf_radius or the image size")
 
 
 def main_exit() -> None:
