@@ -16,6 +16,8 @@ _HOMES = {
     "Simulator": "simulator", "simulate": "simulator",
     "refine": "refine", "poisson_nll": "refine", "least_squares": "refine",
     "near_spots": "refine", "standard_errors": "refine",
+    "render_composite": "composite", "AmorphousSample": "composite",
+    "DetectorResponse": "composite",
 }
 __all__ = list(_HOMES)
 
