@@ -18,6 +18,8 @@ _HOMES = {
     "near_spots": "refine", "standard_errors": "refine",
     "render_composite": "composite", "AmorphousSample": "composite",
     "DetectorResponse": "composite",
+    "Panel": "panels", "MultiPanelDetector": "panels", "render_panels": "panels",
+    "read_crystfel_geom": "panels",
 }
 __all__ = list(_HOMES)
 
