@@ -16,20 +16,13 @@ import argparse
 import sys
 
 from torchbragg.cli.entry import interrupts_end_the_process
-from torchbragg.cli.small import run_command
+from torchbragg.cli.small import OneLineParser, run_command
 
 PROG = "torchbragg-hkl"
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line and exit status 2 (no usage dump)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="Convert structure factors (MTZ, mmCIF structure factors, PDB/mmCIF model, "
         "or nanoBragg text) to nanoBragg's text format, expanded to P1 with Friedel mates.",

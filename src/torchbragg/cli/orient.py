@@ -28,19 +28,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from torchbragg.cli.entry import interrupts_end_the_process
-from torchbragg.cli.small import fail, run_command
+from torchbragg.cli.small import OneLineParser, count_argument, fail, run_command
 
 if TYPE_CHECKING:
     import numpy as np
 
 PROG = "torchbragg-orient"
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line and exit status 2 (no usage dump)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 # Arguments that are negative numbers, not options: argparse (before Python 3.13) knows only
@@ -55,16 +48,6 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -76,7 +59,7 @@ def _seed(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG,
         description="MOSFLM orientation (A) matrices for -mat, or -misset angles, of a cell "
         "in given or random orientations.",
@@ -98,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="rotation matrix U, row by row")
     how.add_argument("--ub", nargs=9, type=_number, metavar="UB",
                      help="UB matrix (columns a*, b*, c* in 1/Angstrom), row by row")
-    how.add_argument("--random", type=_count, metavar="N",
+    how.add_argument("--random", type=count_argument, metavar="N",
                      help="N random orientations, uniform over all rotations")
     parser.add_argument("--seed", type=_seed, metavar="S",
                         help="seed for --random (default: a fresh one, reported)")

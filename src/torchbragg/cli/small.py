@@ -7,6 +7,25 @@ import sys
 from collections.abc import Callable
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and exit status 2 (no usage dump)."""
+
+    def error(self, message: str):
+        """End with ``PROG: error: message`` and status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def count_argument(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def run_command(prog: str, parser: argparse.ArgumentParser,
                 action: Callable[[argparse.Namespace], int], argv: list[str] | None) -> int:
     """Parse ``argv`` (``sys.argv[1:]`` when None) and run ``action``; return the exit status.

@@ -1,0 +1,254 @@
+"""The TOML spec of a dataset, checked whole before any work, and per-shot draws.
+
+Keys (every other key is an error)::
+
+    base  = "-cell 70 80 90 75 85 95 -default_F 10 -lambda 1 -detpixels 32"  # required
+    shots = 100          # required, integer >= 1
+    seed  = 1            # required, integer >= 0
+
+    [vary]               # optional; each key optional
+    orientation = "random"                                  # uniform over rotations
+    N = {distribution = "uniform", low = 4, high = 6}       # cells per axis (Na, Nb, Nc)
+    mosaic_spread_deg = {distribution = "normal", mean = 0.05, sigma = 0.01}
+    fluence = {distribution = "fixed", value = 1e30}        # photons per m^2
+    wavelength_A = 1.0                                      # a number: fixed
+
+    [output]             # optional
+    compression = "auto"                                    # auto, bslz4, gzip, none
+
+``base`` is a nanoBragg command line; file names in it (``-mat``, ``-hkl``, ...) are taken
+relative to the spec file's folder. Output options in it are ignored.
+
+Distributions: ``{distribution = "uniform", low, high}`` (low <= high),
+``{distribution = "normal", mean, sigma}`` (sigma >= 0), ``{distribution = "fixed", value}``
+or a bare number (fixed). ``N`` draws Na, Nb and Nc independently; normal draws of ``N`` are
+clipped at 1 and of ``mosaic_spread_deg`` at 0. ``fluence`` and ``wavelength_A`` must be
+positive: their uniform ``low`` must be > 0 and their normal ``mean - 6 sigma`` > 0.
+``mosaic_spread_deg`` needs ``-mosaic_dom`` > 1 in ``base``.
+
+Determinism: shot ``i`` draws its rotation from ``orientation.random_rotations(1, [seed, i,
+0])`` and its other values from ``numpy.random.default_rng([seed, i, 1])`` in the order N,
+mosaic_spread_deg, fluence, wavelength_A; nothing else (workers, order of completion)
+enters.
+
+Every problem is one :class:`SpecError` line naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+from dataclasses import dataclass, field
+
+import numpy as np
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+__all__ = ["DatasetSpec", "Distribution", "SpecError", "load_spec", "parse_spec", "shot_draws"]
+
+TOP_KEYS = ("base", "shots", "seed", "vary", "output")
+VARY_KEYS = ("orientation", "N", "mosaic_spread_deg", "fluence", "wavelength_A")
+SCALAR_KEYS = ("N", "mosaic_spread_deg", "fluence", "wavelength_A")
+POSITIVE = ("fluence", "wavelength_A")
+COMPRESSIONS = ("auto", "bslz4", "gzip", "none")
+# nanoBragg options whose next argument is an input file.
+FILE_OPTIONS = ("-mat", "-hkl", "-sourcefile", "-img", "-mask", "-matrix", "-cell_file")
+DIST_FIELDS = {"uniform": ("low", "high"), "normal": ("mean", "sigma"), "fixed": ("value",)}
+
+
+class SpecError(ValueError):
+    """A dataset spec that cannot be run (one line naming the key)."""
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One varied scalar: ``kind`` is uniform, normal or fixed; ``a``, ``b`` its numbers."""
+
+    kind: str
+    a: float
+    b: float = 0.0
+
+    def draw(self, rng: np.random.Generator, size: int | None = None):
+        """Values drawn from ``rng`` (fixed: no draw, the value)."""
+        if self.kind == "uniform":
+            return rng.uniform(self.a, self.b, size)
+        if self.kind == "normal":
+            return rng.normal(self.a, self.b, size)
+        return self.a if size is None else np.full(size, self.a)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A checked spec: the base arguments (paths resolved), shot count, seed, what varies."""
+
+    text: str
+    base: tuple[str, ...]
+    shots: int
+    seed: int
+    orientation: bool = False
+    vary: dict = field(default_factory=dict)
+    compression: str = "auto"
+
+
+def load_spec(path: str | os.PathLike) -> DatasetSpec:
+    """Read and check the spec file at ``path``; :class:`SpecError` on any problem."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise SpecError(f"cannot read the spec {os.fspath(path)!r}: {err.strerror}") from None
+    return parse_spec(text, os.path.dirname(os.path.abspath(path)))
+
+
+def parse_spec(text: str, folder: str = ".") -> DatasetSpec:
+    """Check spec ``text``; relative paths in ``base`` are taken from ``folder``."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"malformed TOML: {err}") from None
+    _unknown(table, TOP_KEYS, "")
+    for key in ("base", "shots", "seed"):
+        if key not in table:
+            raise SpecError(f"missing key {key!r}")
+    shots = _integer(table["shots"], "shots", 1)
+    seed = _integer(table["seed"], "seed", 0)
+    base = _base(table["base"], folder)
+    vary = table.get("vary", {})
+    if not isinstance(vary, dict):
+        raise SpecError("vary must be a table")
+    _unknown(vary, VARY_KEYS, "vary.")
+    orientation = _orientation(vary.get("orientation"))
+    dists = {k: _distribution(vary[k], k) for k in SCALAR_KEYS if k in vary}
+    if "mosaic_spread_deg" in dists and not _mosaic_domains(base):
+        raise SpecError("vary.mosaic_spread_deg needs -mosaic_dom > 1 in base")
+    return DatasetSpec(text, base, shots, seed, orientation, dists, _compression(table))
+
+
+def _unknown(table: dict, allowed: tuple[str, ...], prefix: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise SpecError(f"unknown key '{prefix}{key}'; known: {', '.join(allowed)}")
+
+
+def _integer(value, key: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise SpecError(f"{key} must be an integer >= {least}, got {value!r}")
+    return value
+
+
+def _base(value, folder: str) -> tuple[str, ...]:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError("base must be a nanoBragg command line (a non-empty string)")
+    try:
+        argv = shlex.split(value)
+    except ValueError as err:
+        raise SpecError(f"base: {err}") from None
+    out = list(argv)
+    for k, arg in enumerate(argv[:-1]):
+        if arg in FILE_OPTIONS:
+            path = os.path.join(folder, os.path.expanduser(argv[k + 1]))
+            if not os.path.isfile(path):
+                raise SpecError(f"base: {arg} names a missing file {argv[k + 1]!r}")
+            out[k + 1] = os.path.abspath(path)
+    return tuple(out)
+
+
+def _mosaic_domains(base: tuple[str, ...]) -> bool:
+    for k, arg in enumerate(base[:-1]):
+        if arg == "-mosaic_dom":
+            try:
+                return int(float(base[k + 1])) > 1
+            except ValueError:
+                return False
+    return False
+
+
+def _orientation(value) -> bool:
+    if value is None or value == "fixed":
+        return False
+    if value == "random":
+        return True
+    raise SpecError(f"vary.orientation must be \"random\" or \"fixed\", got {value!r}")
+
+
+def _number(value, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SpecError(f"{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _distribution(value, key: str) -> Distribution:
+    name = f"vary.{key}"
+    if not isinstance(value, dict):
+        dist = Distribution("fixed", _number(value, name))
+    else:
+        kind = value.get("distribution")
+        if kind not in DIST_FIELDS:
+            raise SpecError(f"{name}.distribution must be one of uniform, normal, fixed, "
+                            f"got {kind!r}")
+        fields = DIST_FIELDS[kind]
+        _unknown(value, ("distribution", *fields), f"{name}.")
+        for f in fields:
+            if f not in value:
+                raise SpecError(f"{name} ({kind}) needs {f!r}")
+        dist = Distribution(kind, *(_number(value[f], f"{name}.{f}") for f in fields))
+    _check_range(dist, key, name)
+    return dist
+
+
+def _check_range(dist: Distribution, key: str, name: str) -> None:
+    if dist.kind == "uniform" and dist.a > dist.b:
+        raise SpecError(f"{name}: low {dist.a:g} > high {dist.b:g}")
+    if dist.kind == "normal" and dist.b < 0:
+        raise SpecError(f"{name}: negative sigma {dist.b:g}")
+    low = dist.a - 6 * dist.b if dist.kind == "normal" else dist.a
+    if key in POSITIVE and not low > 0:
+        raise SpecError(f"{name} must stay > 0 (uniform low > 0, normal mean - 6 sigma > 0)")
+    if key == "N" and dist.kind != "normal" and low < 1:
+        raise SpecError(f"{name} must be >= 1 cell")
+    if key == "mosaic_spread_deg" and dist.kind != "normal" and low < 0:
+        raise SpecError(f"{name} must be >= 0 degrees")
+
+
+def _compression(table: dict) -> str:
+    output = table.get("output", {})
+    if not isinstance(output, dict):
+        raise SpecError("output must be a table")
+    _unknown(output, ("compression",), "output.")
+    value = output.get("compression", "auto")
+    if value not in COMPRESSIONS:
+        raise SpecError(f"output.compression must be one of {', '.join(COMPRESSIONS)}, "
+                        f"got {value!r}")
+    return value
+
+
+def shot_draws(spec: DatasetSpec, index: int) -> dict:
+    """The values shot ``index`` sets, from (seed, index) only.
+
+    Returns
+    -------
+    dict
+        ``rotation`` (3, 3) when the orientation varies; ``N`` (3,), ``mosaic_spread_deg``,
+        ``fluence``, ``wavelength_A`` for those that vary.
+    """
+    from torchbragg.orientation import random_rotations
+
+    out: dict = {}
+    if spec.orientation:
+        out["rotation"] = random_rotations(1, [spec.seed, index, 0])[0]
+    rng = np.random.default_rng([spec.seed, index, 1])
+    for key in SCALAR_KEYS:
+        dist = spec.vary.get(key)
+        if dist is None:
+            continue
+        if key == "N":
+            out[key] = np.maximum(np.asarray(dist.draw(rng, 3), dtype=np.float64), 1.0)
+        elif key == "mosaic_spread_deg":
+            out[key] = max(float(dist.draw(rng)), 0.0)
+        else:
+            out[key] = float(dist.draw(rng))
+    return out
