@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -179,3 +182,120 @@ def test_scheduler_address(spec_path, reference, tmp_path):
         assert main([str(spec_path), "--out", str(out), "--scheduler",
                      cluster.scheduler_address]) == 0
     assert _same(_contents(out), reference)
+
+
+# -- [background] and [detector] -------------------------------------------------------------
+
+WATER = Path(__file__).parent / "data" / "golden" / "inputs" / "water.stol"
+EFFECTS = SPEC.replace("shots = 6", "shots = 4") + """
+[background]
+stol = "water.stol"
+thickness_mm = {distribution = "uniform", low = 0.05, high = 0.2}
+width_mm = 0.2
+[detector]
+psf = "gauss"
+psf_fwhm_px = 1.0
+psf_radius = 3
+gain = 2.0
+readout = 1.5
+flicker = 0.02
+noise = true
+"""
+
+
+def _effects_path(folder, text: str = EFFECTS):
+    shutil.copy(WATER, folder / "water.stol")
+    path = folder / "effects.toml"
+    path.write_text(text)
+    return path
+
+
+def test_effects_are_the_same_with_one_and_two_workers(tmp_path):
+    path = _effects_path(tmp_path)
+    files = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}.h5"
+        assert main([str(path), "--out", str(out), "--workers", workers]) == 0
+        files.append(_contents(out))
+    one, two = files
+    assert _same(one, two)
+    assert np.all((one["thickness_mm"] >= 0.05) & (one["thickness_mm"] <= 0.2))
+    assert len(set(one["noise_seed"].tolist())) == 4 and np.all(one["noise_seed"] >= 0)
+    assert one["calibration_seed"].shape == ()
+    spec = load_spec(path)
+    noisy = np.random.SeedSequence([7, 3, 2]).generate_state(1, np.uint64)[0] >> 1
+    assert one["noise_seed"][3] == noisy
+    from torchbragg.dataset.run import render_shot
+
+    quiet = render_shot(parse_spec(EFFECTS.replace("noise = true", "noise = false"),
+                                   str(tmp_path)), 0)
+    assert "noise_seed" not in quiet and quiet["thickness_mm"] == one["thickness_mm"][0]
+    assert not np.array_equal(quiet["image"], one["data"][0])  # the noise is there
+    assert np.allclose(quiet["image"], one["data"][0], rtol=0.2)
+    import torch
+
+    for state in (0, 12345):  # torch's global generator does not enter
+        torch.manual_seed(state)
+        assert np.array_equal(render_shot(spec, 1)["image"], one["data"][1])
+    with h5py.File(tmp_path / "w1.h5", "r") as f:
+        assert f["entry/data/data"].attrs["units"] == "ADU"
+    # the thickness is drawn after the existing values, which stay as they were
+    plain = parse_spec(SPEC)
+    for i in range(4):
+        a, b = shot_draws(spec, i), shot_draws(plain, i)
+        assert all(np.array_equal(a[k], b[k]) for k in b)
+        assert a["thickness_mm"] == one["thickness_mm"][i]
+
+
+def test_background_raises_every_pixel(tmp_path):
+    from torchbragg.dataset.run import render_shot
+
+    text = SPEC + """
+[background]
+stol = "water.stol"
+[detector]
+gain = 1.0
+adc_offset = 0.0
+noise = false
+"""
+    spec = load_spec(_effects_path(tmp_path, text))
+    plain = parse_spec(SPEC)
+    for i in (0, 1):
+        bragg, total = render_shot(plain, i)["image"], render_shot(spec, i)["image"]
+        assert np.all(total > bragg)
+        shot = render_shot(spec, i)
+        assert shot["thickness_mm"] == 0.1 and "noise_seed" not in shot
+
+
+BAD_EFFECTS = {
+    "unknown background key": ('width_mm = 0.2', 'width_mm = 0.2\ncolour = 1',
+                               "unknown key 'background.colour'"),
+    "unknown detector key": ("noise = true", "noise = true\nbits = 16",
+                             "unknown key 'detector.bits'"),
+    "negative width": ("width_mm = 0.2", "width_mm = -0.2", "background.width_mm must be >= 0"),
+    "negative thickness": ('{distribution = "uniform", low = 0.05, high = 0.2}', "-0.1",
+                           "background.thickness_mm must be >= 0 mm"),
+    "thickness low > high": ("low = 0.05, high = 0.2", "low = 0.3, high = 0.2",
+                             "background.thickness_mm: low 0.3 > high 0.2"),
+    "psf kind": ('psf = "gauss"', 'psf = "lorentz"', "detector.psf must be one of"),
+    "missing stol": ('stol = "water.stol"', 'stol = "ice.stol"',
+                     "background.stol names a missing file 'ice.stol'"),
+    "no stol": ('stol = "water.stol"', "", "background needs 'stol'"),
+    "noise not bool": ("noise = true", "noise = 1", "detector.noise must be true or false"),
+    "psf radius": ("psf_radius = 3", "psf_radius = 0", "detector.psf_radius must be an integer"),
+    "gain": ("gain = 2.0", "gain = 0", "detector.gain must be > 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EFFECTS))
+def test_bad_effects_are_one_line(case, tmp_path, capsys):
+    old, new, words = BAD_EFFECTS[case]
+    assert old in EFFECTS
+    path = _effects_path(tmp_path, EFFECTS.replace(old, new, 1))
+    with pytest.raises(SpecError):
+        load_spec(path)
+    assert main([str(path), "--out", str(tmp_path / "x.h5"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("torchbragg-dataset: error: ")
+    assert words in err
+    assert not (tmp_path / "x.h5").exists()

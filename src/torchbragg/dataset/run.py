@@ -3,19 +3,30 @@
 Each worker process builds the :class:`torchbragg.Experiment` of the spec's ``base`` once
 and reuses it, setting each shot's values (``crystal.misset_deg`` for the orientation,
 ``crystal.n_cells``, ``crystal.mosaic_spread_deg``, ``beam.fluence_per_m2``,
-``beam.wavelength_A``) before rendering. Only the client process writes the file, as
+``beam.wavelength_A``) before rendering. With a ``[background]`` or ``[detector]`` table a
+shot is ``torchbragg.composite.render_composite(experiment, sample, response, generator=g)``:
+Bragg photons plus the amorphous sample's, in photons, then (with a detector) the detector
+response, in ADU; ``g`` is a ``torch.Generator`` seeded with
+:func:`torchbragg.dataset.spec.noise_seed` (seed, shot), and the calibration error (which
+``render_composite`` draws from torch's global generator) comes from that generator
+re-seeded, inside ``torch.random.fork_rng``, with
+:func:`~torchbragg.dataset.spec.calibration_seed`. Only the client process writes the file, as
 results arrive; a result for a shot already written (a task rerun after a worker died) is
 dropped, so every shot is written once.
 
 File layout (float arrays not yet rendered hold NaN, images 0)::
 
     /entry [NXentry]                 attrs: dataset_spec (the spec text), base
-      data [NXdata]    data          (shots, slow, fast) float32 photons, chunked per shot
+      data [NXdata]    data          (shots, slow, fast) float32, chunked per shot; attr
+                                     units: photons, or ADU with a [detector]
       truth            a_matrix      (shots, 3, 3) MOSFLM A (columns a*, b*, c* x lambda)
                        misset_deg    (shots, 3)
                        N             (shots, 3) Na, Nb, Nc
                        mosaic_spread_deg, fluence (photons/m^2), wavelength_A   (shots,)
+                       thickness_mm  (shots,) with a [background]: the sample thickness, mm
+                       noise_seed    (shots,) int64 with detector.noise (-1 not yet written)
                        seed          the spec's seed (scalar)
+                       calibration_seed  scalar int64, with detector.noise
                        done          (shots,) bool, set after the shot's other fields
 """
 
@@ -31,11 +42,22 @@ import numpy as np
 
 from torchbragg.dataset.spec import DatasetSpec
 
-__all__ = ["DatasetError", "render_shot", "run_dataset"]
+__all__ = ["DatasetError", "render_shot", "run_dataset", "truth_fields"]
 
 TRUTH_FIELDS = {"a_matrix": (3, 3), "misset_deg": (3,), "N": (3,), "mosaic_spread_deg": (),
                 "fluence": (), "wavelength_A": ()}
 _CACHE: dict = {}
+_CURVES: dict = {}
+
+
+def truth_fields(spec: DatasetSpec) -> dict:
+    """Per-shot truth datasets of ``spec``: name -> (trailing shape, dtype, fill value)."""
+    out = {name: (tail, np.float64, np.nan) for name, tail in TRUTH_FIELDS.items()}
+    if spec.background is not None:
+        out["thickness_mm"] = ((), np.float64, np.nan)
+    if spec.detector is not None and spec.detector["noise"]:
+        out["noise_seed"] = ((), np.int64, -1)
+    return out
 
 
 class DatasetError(ValueError):
@@ -114,10 +136,59 @@ def render_shot(spec: DatasetSpec, index: int, device: str = "cpu", threads: int
         open(crash_once[1], "w").close()
         os._exit(1)
     exp = _experiment(spec.base, device, threads)
-    _apply(exp, shot_draws(spec, index))
+    draws = shot_draws(spec, index)
+    _apply(exp, draws)
+    extra: dict = {}
     with torch.no_grad():
-        image = exp.render().to("cpu", torch.float32).numpy()
-    return {"index": index, "image": image, **truth_of(exp)}
+        if spec.background is None and spec.detector is None:
+            image = exp.render()
+        else:
+            image = _composite(spec, index, exp, draws, extra)
+        image = image.to("cpu", torch.float32).numpy()
+    return {"index": index, "image": image, **truth_of(exp), **extra}
+
+
+def _curve(path: str, like):
+    """The F(sin(theta)/lambda) curve of a stol file (dtype, device of ``like``), read once."""
+    from torchbragg.stol import StructureFactorCurve, read_stol_table
+
+    key = (path, like.dtype, str(like.device))
+    if key not in _CURVES:
+        curve = StructureFactorCurve.from_table(read_stol_table(path), dtype=like.dtype)
+        _CURVES[key] = curve.to(like.device)
+    return _CURVES[key]
+
+
+def _composite(spec: DatasetSpec, index: int, exp, draws: dict, extra: dict):
+    """Shot ``index`` with its background and/or detector response (see the module doc)."""
+    import torch
+
+    from torchbragg.composite import AmorphousSample, DetectorResponse, render_composite
+    from torchbragg.dataset.spec import calibration_seed, noise_seed
+
+    sample = response = generator = None
+    if spec.background is not None:
+        bg = spec.background
+        like = exp.get("beam.fluence_per_m2")
+        sample = AmorphousSample(_curve(bg["stol"], like), thickness_mm=draws["thickness_mm"],
+                                 width_mm=bg["width_mm"], height_mm=bg["height_mm"],
+                                 density_g_per_cm3=bg["density_g_per_cm3"],
+                                 molecular_weight=bg["molecular_weight"])
+        extra["thickness_mm"] = draws["thickness_mm"]
+    if spec.detector is None:
+        return render_composite(exp, sample, None)
+    response = DetectorResponse(**spec.detector)
+    if not response.noise:
+        return render_composite(exp, sample, response)
+    device = exp.get("beam.fluence_per_m2").device
+    seed = noise_seed(spec, index)
+    extra["noise_seed"] = seed
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    forked = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):
+        torch.manual_seed(calibration_seed(spec))
+        return render_composite(exp, sample, response, generator=generator)
 
 
 # -- client side ---------------------------------------------------------------------------
@@ -138,12 +209,18 @@ def _create(path: str, spec: DatasetSpec, shape: tuple[int, int]):
     data.attrs["NX_class"] = "NXdata"
     data.attrs["signal"] = "data"
     n = spec.shots
-    data.create_dataset("data", (n, *shape), np.float32, chunks=(1, *shape), fillvalue=0.0,
-                        **_filter_options(choose_compression(spec.compression)))
+    images = data.create_dataset("data", (n, *shape), np.float32, chunks=(1, *shape),
+                                 fillvalue=0.0,
+                                 **_filter_options(choose_compression(spec.compression)))
+    images.attrs["units"] = "ADU" if spec.detector is not None else "photons"
     truth = entry.create_group("truth")
-    for name, tail in TRUTH_FIELDS.items():
-        truth.create_dataset(name, (n, *tail), np.float64, fillvalue=np.nan)
+    for name, (tail, dtype, fill) in truth_fields(spec).items():
+        truth.create_dataset(name, (n, *tail), dtype, fillvalue=fill)
     truth.create_dataset("seed", data=np.int64(spec.seed))
+    if spec.detector is not None and spec.detector["noise"]:
+        from torchbragg.dataset.spec import calibration_seed
+
+        truth.create_dataset("calibration_seed", data=np.int64(calibration_seed(spec)))
     truth.create_dataset("done", (n,), bool, fillvalue=False)
     return f
 
@@ -173,8 +250,10 @@ def _write(f, result: dict) -> bool:
     if done[i]:
         return False
     f["entry/data/data"][i] = result["image"]
-    for name in TRUTH_FIELDS:
-        f["entry/truth"][name][i] = result[name]
+    truth = f["entry/truth"]
+    for name in truth:
+        if truth[name].ndim and name != "done":
+            truth[name][i] = result[name]
     done[i] = True
     f.flush()
     return True

@@ -16,6 +16,25 @@ Keys (every other key is an error)::
     [output]             # optional
     compression = "auto"                                    # auto, bslz4, gzip, none
 
+    [background]         # optional: amorphous sample (nonBragg), AmorphousSample
+    stol = "water.stol"  # required in the table; F(sin(theta)/lambda) file, spec-relative
+    thickness_mm = 0.1   # along the beam, mm, >= 0; may be a distribution (drawn per shot)
+    width_mm = 0.1       # mm, >= 0
+    height_mm = 0.1      # mm, >= 0
+    density_g_per_cm3 = 1.0                                 # g/cm^3, >= 0
+    molecular_weight = 18.0                                 # g/mol, > 0
+
+    [detector]           # optional: detector response (noisify), DetectorResponse
+    psf = "gauss"        # "gauss", "fiber" or "none" (default: none)
+    psf_fwhm_px = 0.0    # PSF FWHM, pixels, >= 0 (0: no PSF)
+    psf_radius = 4       # integer >= 1, pixels (default: automatic)
+    gain = 1.0           # ADU per photon, > 0
+    adc_offset = 40.0    # ADU
+    readout = 0.0        # read-out noise, rms ADU, >= 0 (with noise)
+    flicker = 0.0        # fractional rms, >= 0 (with noise)
+    calibration = 0.03   # fractional rms, >= 0 (with noise; the same in every shot)
+    noise = false        # Poisson counts, flicker, calibration and read-out noise
+
 ``base`` is a nanoBragg command line; file names in it (``-mat``, ``-hkl``, ...) are taken
 relative to the spec file's folder. Output options in it are ignored.
 
@@ -24,12 +43,19 @@ Distributions: ``{distribution = "uniform", low, high}`` (low <= high),
 or a bare number (fixed). ``N`` draws Na, Nb and Nc independently; normal draws of ``N`` are
 clipped at 1 and of ``mosaic_spread_deg`` at 0. ``fluence`` and ``wavelength_A`` must be
 positive: their uniform ``low`` must be > 0 and their normal ``mean - 6 sigma`` > 0.
-``mosaic_spread_deg`` needs ``-mosaic_dom`` > 1 in ``base``.
+``mosaic_spread_deg`` needs ``-mosaic_dom`` > 1 in ``base``. ``background.thickness_mm`` takes
+the same distributions; a normal draw is clipped at 0, a uniform or fixed one must be >= 0.
+Keys left out of ``[background]`` and ``[detector]`` take the defaults above (those of
+:class:`torchbragg.composite.AmorphousSample` and :class:`~torchbragg.composite.DetectorResponse`).
 
 Determinism: shot ``i`` draws its rotation from ``orientation.random_rotations(1, [seed, i,
 0])`` and its other values from ``numpy.random.default_rng([seed, i, 1])`` in the order N,
-mosaic_spread_deg, fluence, wavelength_A; nothing else (workers, order of completion)
-enters.
+mosaic_spread_deg, fluence, wavelength_A, then background.thickness_mm (appended, so
+specs without it draw as before). With ``detector.noise`` shot ``i``'s noise comes from a
+``torch.Generator`` seeded with :func:`noise_seed` (``numpy.random.SeedSequence([seed, i,
+2])``), its calibration error from the global generator seeded with
+:func:`calibration_seed` (``SeedSequence([seed, 3])``, the same in every shot, as in
+noisify); nothing else (workers, order of completion) enters.
 
 Every problem is one :class:`SpecError` line naming the key.
 """
@@ -48,9 +74,15 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-__all__ = ["DatasetSpec", "Distribution", "SpecError", "load_spec", "parse_spec", "shot_draws"]
+__all__ = ["DatasetSpec", "Distribution", "SpecError", "calibration_seed", "load_spec",
+           "noise_seed", "parse_spec", "shot_draws"]
 
-TOP_KEYS = ("base", "shots", "seed", "vary", "output")
+TOP_KEYS = ("base", "shots", "seed", "vary", "output", "background", "detector")
+BACKGROUND_KEYS = ("stol", "thickness_mm", "width_mm", "height_mm", "density_g_per_cm3",
+                   "molecular_weight")
+DETECTOR_KEYS = ("psf", "psf_fwhm_px", "psf_radius", "gain", "adc_offset", "readout", "flicker",
+                 "calibration", "noise")
+PSF_KINDS = ("gauss", "fiber", "none")
 VARY_KEYS = ("orientation", "N", "mosaic_spread_deg", "fluence", "wavelength_A")
 SCALAR_KEYS = ("N", "mosaic_spread_deg", "fluence", "wavelength_A")
 POSITIVE = ("fluence", "wavelength_A")
@@ -92,6 +124,8 @@ class DatasetSpec:
     orientation: bool = False
     vary: dict = field(default_factory=dict)
     compression: str = "auto"
+    background: dict | None = None
+    detector: dict | None = None
 
 
 def load_spec(path: str | os.PathLike) -> DatasetSpec:
@@ -125,7 +159,8 @@ def parse_spec(text: str, folder: str = ".") -> DatasetSpec:
     dists = {k: _distribution(vary[k], k) for k in SCALAR_KEYS if k in vary}
     if "mosaic_spread_deg" in dists and not _mosaic_domains(base):
         raise SpecError("vary.mosaic_spread_deg needs -mosaic_dom > 1 in base")
-    return DatasetSpec(text, base, shots, seed, orientation, dists, _compression(table))
+    return DatasetSpec(text, base, shots, seed, orientation, dists, _compression(table),
+                       _background(table, folder), _detector(table))
 
 
 def _unknown(table: dict, allowed: tuple[str, ...], prefix: str) -> None:
@@ -181,8 +216,8 @@ def _number(value, key: str) -> float:
     return float(value)
 
 
-def _distribution(value, key: str) -> Distribution:
-    name = f"vary.{key}"
+def _distribution(value, key: str, name: str | None = None) -> Distribution:
+    name = name or f"vary.{key}"
     if not isinstance(value, dict):
         dist = Distribution("fixed", _number(value, name))
     else:
@@ -212,6 +247,8 @@ def _check_range(dist: Distribution, key: str, name: str) -> None:
         raise SpecError(f"{name} must be >= 1 cell")
     if key == "mosaic_spread_deg" and dist.kind != "normal" and low < 0:
         raise SpecError(f"{name} must be >= 0 degrees")
+    if key == "thickness_mm" and dist.kind != "normal" and low < 0:
+        raise SpecError(f"{name} must be >= 0 mm")
 
 
 def _compression(table: dict) -> str:
@@ -226,6 +263,92 @@ def _compression(table: dict) -> str:
     return value
 
 
+def _table(table: dict, key: str, allowed: tuple[str, ...]) -> dict | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError(f"{key} must be a table")
+    _unknown(value, allowed, f"{key}.")
+    return value
+
+
+def _at_least(value, name: str, least: float, strict: bool = False) -> float:
+    number = _number(value, name)
+    if number < least or (strict and number == least):
+        raise SpecError(f"{name} must be {'>' if strict else '>='} {least:g}, got {value!r}")
+    return number
+
+
+def _background(table: dict, folder: str) -> dict | None:
+    """The checked [background] table: AmorphousSample's keys, the stol path resolved."""
+    value = _table(table, "background", BACKGROUND_KEYS)
+    if value is None:
+        return None
+    if "stol" not in value:
+        raise SpecError("background needs 'stol' (a sin(theta)/lambda F table file)")
+    stol = value["stol"]
+    if not isinstance(stol, str) or not stol:
+        raise SpecError(f"background.stol must be a file name, got {stol!r}")
+    path = os.path.abspath(os.path.join(folder, os.path.expanduser(stol)))
+    if not os.path.isfile(path):
+        raise SpecError(f"background.stol names a missing file {stol!r}")
+    from torchbragg.io.errors import InputFileError
+    from torchbragg.stol import read_stol_table
+
+    try:
+        read_stol_table(path)
+    except InputFileError as err:
+        raise SpecError(f"background.stol: {' '.join(str(err).split())}") from None
+    out: dict = {"stol": path}
+    thickness = _distribution(value.get("thickness_mm", 0.1), "thickness_mm",
+                              "background.thickness_mm")
+    if thickness.kind == "fixed":
+        out["thickness_mm"] = thickness.a
+    else:
+        out["thickness_mm"] = thickness
+    for key, default in (("width_mm", 0.1), ("height_mm", 0.1), ("density_g_per_cm3", 1.0)):
+        out[key] = _at_least(value.get(key, default), f"background.{key}", 0.0)
+    out["molecular_weight"] = _at_least(value.get("molecular_weight", 18.0),
+                                        "background.molecular_weight", 0.0, strict=True)
+    return out
+
+
+def _detector(table: dict) -> dict | None:
+    """The checked [detector] table: DetectorResponse's keys."""
+    value = _table(table, "detector", DETECTOR_KEYS)
+    if value is None:
+        return None
+    psf = value.get("psf", "none")
+    if psf not in PSF_KINDS:
+        raise SpecError(f"detector.psf must be one of {', '.join(PSF_KINDS)}, got {psf!r}")
+    out: dict = {"psf": None if psf == "none" else psf,
+                 "psf_fwhm_px": _at_least(value.get("psf_fwhm_px", 0.0), "detector.psf_fwhm_px",
+                                          0.0),
+                 "psf_radius": None}
+    if "psf_radius" in value:
+        out["psf_radius"] = _integer(value["psf_radius"], "detector.psf_radius", 1)
+    out["gain"] = _at_least(value.get("gain", 1.0), "detector.gain", 0.0, strict=True)
+    out["adc_offset"] = _number(value.get("adc_offset", 40.0), "detector.adc_offset")
+    for key, default in (("readout", 0.0), ("flicker", 0.0), ("calibration", 0.03)):
+        out[key] = _at_least(value.get(key, default), f"detector.{key}", 0.0)
+    noise = value.get("noise", False)
+    if not isinstance(noise, bool):
+        raise SpecError(f"detector.noise must be true or false, got {noise!r}")
+    out["noise"] = noise
+    return out
+
+
+def noise_seed(spec: DatasetSpec, index: int) -> int:
+    """The seed of shot ``index``'s noise generator (63 bits), from (seed, index) only."""
+    return int(np.random.SeedSequence([spec.seed, index, 2]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def calibration_seed(spec: DatasetSpec) -> int:
+    """The seed of the calibration error (the same in every shot), from the seed only."""
+    return int(np.random.SeedSequence([spec.seed, 3]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def shot_draws(spec: DatasetSpec, index: int) -> dict:
     """The values shot ``index`` sets, from (seed, index) only.
 
@@ -233,7 +356,8 @@ def shot_draws(spec: DatasetSpec, index: int) -> dict:
     -------
     dict
         ``rotation`` (3, 3) when the orientation varies; ``N`` (3,), ``mosaic_spread_deg``,
-        ``fluence``, ``wavelength_A`` for those that vary.
+        ``fluence``, ``wavelength_A`` for those that vary; ``thickness_mm`` with a
+        ``[background]`` (drawn last when it varies, else its fixed value).
     """
     from torchbragg.orientation import random_rotations
 
@@ -251,4 +375,9 @@ def shot_draws(spec: DatasetSpec, index: int) -> dict:
             out[key] = max(float(dist.draw(rng)), 0.0)
         else:
             out[key] = float(dist.draw(rng))
+    if spec.background is not None:
+        thickness = spec.background["thickness_mm"]
+        if isinstance(thickness, Distribution):
+            thickness = max(float(thickness.draw(rng)), 0.0)
+        out["thickness_mm"] = float(thickness)
     return out
