@@ -76,11 +76,15 @@ class DetectorResponse:
 
 def render_composite(experiment, sample: AmorphousSample | None = None,
                      response: DetectorResponse | None = None,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None,
+                     calibration_generator: torch.Generator | None = None) -> torch.Tensor:
     """(slow, fast) image: Bragg photons, plus the sample's background, through the detector.
 
     Without ``response`` the result is in photons; with it, in ADU. The background uses the
     experiment's detector and beam as they are (set parameters with ``experiment.set``).
+    With noise, ``generator`` draws the shot's noise and ``calibration_generator`` the
+    per-pixel calibration error (the same for every image of one detector); None: torch's
+    global generator.
     """
     image = experiment.render()
     if sample is not None:
@@ -92,7 +96,8 @@ def render_composite(experiment, sample: AmorphousSample | None = None,
                           readout=response.readout, flicker=response.flicker,
                           calibration=response.calibration, psf=response.psf,
                           psf_fwhm_px=response.psf_fwhm_px, psf_radius=response.psf_radius,
-                          noise=response.noise, generator=generator)
+                          noise=response.noise, generator=generator,
+                          calibration_generator=calibration_generator)
 
 
 def _mm(value) -> float | torch.Tensor:

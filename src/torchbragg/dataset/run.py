@@ -7,10 +7,9 @@ and reuses it, setting each shot's values (``crystal.misset_deg`` for the orient
 shot is ``torchbragg.composite.render_composite(experiment, sample, response, generator=g)``:
 Bragg photons plus the amorphous sample's, in photons, then (with a detector) the detector
 response, in ADU; ``g`` is a ``torch.Generator`` seeded with
-:func:`torchbragg.dataset.spec.noise_seed` (seed, shot), and the calibration error (which
-``render_composite`` draws from torch's global generator) comes from that generator
-re-seeded, inside ``torch.random.fork_rng``, with
-:func:`~torchbragg.dataset.spec.calibration_seed`. Only the client process writes the file, as
+:func:`torchbragg.dataset.spec.noise_seed` (seed, shot), and the calibration error comes
+from a generator seeded with :func:`~torchbragg.dataset.spec.calibration_seed` (the same for
+every shot, as one detector's). Only the client process writes the file, as
 results arrive; a result for a shot already written (a task rerun after a worker died) is
 dropped, so every shot is written once.
 
@@ -185,10 +184,10 @@ def _composite(spec: DatasetSpec, index: int, exp, draws: dict, extra: dict):
     extra["noise_seed"] = seed
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
-    forked = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked):
-        torch.manual_seed(calibration_seed(spec))
-        return render_composite(exp, sample, response, generator=generator)
+    calibration = torch.Generator(device=device)
+    calibration.manual_seed(calibration_seed(spec))
+    return render_composite(exp, sample, response, generator=generator,
+                            calibration_generator=calibration)
 
 
 # -- client side ---------------------------------------------------------------------------
