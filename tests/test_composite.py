@@ -57,3 +57,15 @@ def test_gradients_match_finite_differences(experiment):
             numeric = (up - down) / (2 * max(step))
             assert float(grad) != 0, name
             torch.testing.assert_close(grad, numeric, rtol=1e-6, atol=0, msg=name)
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda: AmorphousSample(WATER, thickness_mm=-0.1), "thickness_mm must not be negative"),
+    (lambda: AmorphousSample(WATER, molecular_weight=0), "molecular_weight must be positive"),
+    (lambda: DetectorResponse(psf="gauss", psf_fwhm_px=-1), "psf_fwhm_px must not be"),
+    (lambda: DetectorResponse(psf="square"), "psf must be"),
+    (lambda: DetectorResponse(gain=float("nan")), "gain must be positive"),
+])
+def test_impossible_values_are_refused(make, words):
+    with pytest.raises(ValueError, match=words):
+        make()

@@ -196,3 +196,47 @@ def test_geom_missing_keys_and_header_clen(tmp_path):
     assert read_crystfel_geom(path, clen_m=0.2)["p0"].origin_mm[0] == pytest.approx(200.0)
     with pytest.raises(InputFileError, match="cannot read"):
         read_crystfel_geom(tmp_path / "absent.geom")
+
+
+def test_mirrored_panels_face_the_sample_and_mirror_the_image(tmp_path):
+    """fs/ss paired the other way round: same pixels in reversed rows, never negative."""
+    plain, mirrored = tmp_path / "plain.geom", tmp_path / "mirrored.geom"
+    plain.write_text(_geom_text((-32.0, -32.0), (1.0, 0.0), (0.0, 1.0), 0.1, 5000.0))
+    mirrored.write_text(_geom_text((-32.0, 32.0), (1.0, 0.0), (0.0, -1.0), 0.1, 5000.0))
+    exp = experiment(pixels=16, distance_mm=50)
+    with torch.no_grad():
+        a = render_panels(exp, read_crystfel_geom(plain))
+        b = render_panels(exp, read_crystfel_geom(mirrored))
+    assert read_crystfel_geom(mirrored)["q00"].normal == (1.0, 0.0, 0.0)
+    for i in range(2):  # the mirrored file's q{i}{j} covers the plain q{1-i}{j}, rows reversed
+        for j in range(2):
+            assert float(b[f"q{i}{j}"].min()) >= 0
+            assert_same(b[f"q{i}{j}"], torch.flip(a[f"q{1 - i}{j}"], [0]))
+
+
+@pytest.mark.parametrize(("clen", "origin_x_mm"), [("0.1", 100.0), ("0.1 m", 100.0),
+                                                   ("100 mm", 100.0), ("250mm", None)])
+def test_clen_with_units(tmp_path, clen, origin_x_mm):
+    path = tmp_path / "c.geom"
+    path.write_text(_geom_text((-32.0, -32.0), (1.0, 0.0), (0.0, 1.0), 0.1, 5000.0)
+                    .replace("clen = 0.1", f"clen = {clen}"))
+    if origin_x_mm is None:  # not a length: a header path, which needs clen_m
+        with pytest.raises(InputFileError, match="clen_m"):
+            read_crystfel_geom(path)
+        return
+    assert read_crystfel_geom(path)["q00"].origin_mm[0] == pytest.approx(origin_x_mm)
+
+
+def test_geom_steps_must_be_one_pixel_and_panels_face_the_beam(tmp_path):
+    path = tmp_path / "s.geom"
+    path.write_text(_geom_text((-32.0, -32.0), (2.0, 0.0), (0.0, 1.0), 0.1, 5000.0))
+    with pytest.raises(InputFileError, match="q00/fs has length 2"):
+        read_crystfel_geom(path)
+    path.write_text(_geom_text((-32.0, -32.0), (1.0, 0.0), (0.0, 1.0), 0.1, 5000.0))
+    xds = tb.Experiment(detector=tb.detector(pixels=16, convention="xds"),
+                        crystal=tb.crystal(cell=(100, 100, 100, 90, 90, 90), n_cells=5),
+                        beam=tb.beam(wavelength_A=6.2),
+                        structure_factors=tb.structure_factors(default_F=100),
+                        kernel="reference")
+    with pytest.raises(ValueError, match="edge-on to the beam"):
+        render_panels(xds, read_crystfel_geom(path))

@@ -12,6 +12,7 @@ offset.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -41,6 +42,11 @@ class AmorphousSample:
     height_mm: float | torch.Tensor = 0.1
     density_g_per_cm3: float | torch.Tensor = 1.0
     molecular_weight: float | torch.Tensor = 18.0
+
+    def __post_init__(self) -> None:
+        for name in ("thickness_mm", "width_mm", "height_mm", "density_g_per_cm3"):
+            _check(name, getattr(self, name), lambda v: v >= 0, "must not be negative")
+        _check("molecular_weight", self.molecular_weight, lambda v: v > 0, "must be positive")
 
     def curve(self, dtype: torch.dtype) -> StructureFactorCurve:
         """F(sin(theta)/lambda) as a module (read from the table file when one is given)."""
@@ -73,6 +79,14 @@ class DetectorResponse:
     calibration: float = 0.03
     noise: bool = False
 
+    def __post_init__(self) -> None:
+        if self.psf not in (None, "gauss", "fiber"):
+            raise ValueError(f"psf must be None, 'gauss' or 'fiber', got {self.psf!r}")
+        _check("psf_fwhm_px", self.psf_fwhm_px, lambda v: v >= 0, "must not be negative")
+        _check("gain", self.gain, lambda v: v > 0, "must be positive")
+        for name in ("readout", "flicker", "calibration"):
+            _check(name, getattr(self, name), lambda v: v >= 0, "must not be negative")
+
 
 def render_composite(experiment, sample: AmorphousSample | None = None,
                      response: DetectorResponse | None = None,
@@ -98,6 +112,13 @@ def render_composite(experiment, sample: AmorphousSample | None = None,
                           psf_fwhm_px=response.psf_fwhm_px, psf_radius=response.psf_radius,
                           noise=response.noise, generator=generator,
                           calibration_generator=calibration_generator)
+
+
+def _check(name: str, value, ok, what: str) -> None:
+    """A ValueError naming ``name`` unless ``value`` is finite and ``ok(value)``."""
+    number = float(value.detach()) if torch.is_tensor(value) else float(value)
+    if not (math.isfinite(number) and ok(number)):
+        raise ValueError(f"{name} {what}, got {number:g}")
 
 
 def _mm(value) -> float | torch.Tensor:

@@ -109,9 +109,19 @@ class Panel:
 
     @property
     def normal(self) -> tuple:
-        """(3,) unit normal ``fast x slow``."""
+        """(3,) unit normal, ``fast x slow`` or its opposite: pointing away from the sample.
+
+        A mirrored panel (fs/ss paired the other way round) has ``fast x slow`` towards the
+        sample; the normal is flipped so that its distance and solid angles stay positive.
+        """
         n = np.cross(self.fast, self.slow)
-        return tuple(float(x) for x in n / np.linalg.norm(n))
+        n = n / np.linalg.norm(n)
+        centre = (np.asarray(self.origin_mm) + np.asarray(self.fast) * self.fpixels
+                  * self.pixel_size_mm / 2 + np.asarray(self.slow) * self.spixels
+                  * self.pixel_size_mm / 2)
+        if float(n @ centre) < 0:
+            n = -n
+        return tuple(float(x) + 0.0 for x in n)
 
     def pixel_centres_mm(self) -> np.ndarray:
         """(spixels, fpixels, 3) lab positions of the pixel centres (mm)."""
@@ -268,7 +278,12 @@ def render_panels(experiment, detector: MultiPanelDetector,
             raise ValueError(f"detector parameters do not apply to panels: {', '.join(bad)}")
         subs = experiment.substitutions(values)
     out = {}
+    beam = np.asarray(experiment.config.beam.beam, dtype=np.float64)
     for panel in detector:
+        if abs(float(np.asarray(panel.normal) @ beam)) < 1e-3:
+            raise ValueError(f"panel {panel.name} is edge-on to the beam: its frame does not "
+                             "match the experiment's convention (for a .geom file pass "
+                             "to_lab=crystfel_to_lab(beam, up))")
         sim = panel_simulator(experiment, panel)
         kwargs = dict(memory_budget_mb=memory_budget_mb)
         out[panel.name] = (functional_call(sim, subs, (), kwargs, strict=False) if subs
@@ -406,6 +421,22 @@ def _scan_geom(path, text: str) -> tuple[dict, dict]:
     return globals_, panels
 
 
+def _length_m(text: str) -> float | None:
+    """CrystFEL's ``clen``: metres, or a number with ``m``/``mm``; None for a header path."""
+    parts = text.split()
+    factor = {"m": 1.0, "mm": 1e-3}.get(parts[1] if len(parts) == 2 else "m")
+    value = parse_number(parts[0].encode("latin-1")) if parts and len(parts) <= 2 else None
+    return None if value is None or factor is None else value * factor
+
+
+def _energy_eV(text: str) -> float | None:
+    """CrystFEL's ``photon_energy``: eV, or a number with ``eV``/``keV``; None otherwise."""
+    parts = text.split()
+    factor = {"ev": 1.0, "kev": 1e3}.get(parts[1].lower() if len(parts) == 2 else "ev")
+    value = parse_number(parts[0].encode("latin-1")) if parts and len(parts) <= 2 else None
+    return None if value is None or factor is None else value * factor
+
+
 def _panel_from_entries(path, name: str, e: dict, to_lab: np.ndarray,
                         clen_m: float | None, last_line: int) -> Panel:
     missing = [k for k in (*_PANEL_REQUIRED, "res", "clen") if k not in e]
@@ -424,7 +455,7 @@ def _panel_from_entries(path, name: str, e: dict, to_lab: np.ndarray,
     if not num["res"] > 0:
         raise InputFileError(path, f"{name}: res must be positive (pixels per metre)",
                              e["res"].line)
-    clen = parse_number(e["clen"].value.encode("latin-1"))
+    clen = _length_m(e["clen"].value)
     if clen is None:
         if clen_m is None:
             raise InputFileError(path, f"clen is read from the image header "
@@ -435,6 +466,10 @@ def _panel_from_entries(path, name: str, e: dict, to_lab: np.ndarray,
     res = num["res"]
     corner = np.array([num["corner_x"] / res, num["corner_y"] / res,
                        clen + num.get("coffset", 0.0)])
+    for key, vec in (("fs", fs), ("ss", ss)):
+        if abs(np.linalg.norm(vec) - 1.0) > 1e-3:  # CrystFEL's steps are one pixel long
+            raise InputFileError(path, f"{name}/{key} has length {np.linalg.norm(vec):.4g}, "
+                                 "not 1 (a one-pixel step)", e[key].line)
     fast, slow = to_lab @ (fs / np.linalg.norm(fs)), to_lab @ (ss / np.linalg.norm(ss))
     return Panel(name, nf, ns, 1e3 / res, tuple(to_lab @ corner * 1e3), tuple(fast),
                  tuple(slow))
@@ -480,5 +515,5 @@ def read_crystfel_geom(path: str | os.PathLike, *, clen_m: float | None = None,
                    for name, e in entries.items())
     energy = None
     if "photon_energy" in globals_:
-        energy = parse_number(globals_["photon_energy"].value.encode("latin-1"))
+        energy = _energy_eV(globals_["photon_energy"].value)
     return MultiPanelDetector(panels, energy)

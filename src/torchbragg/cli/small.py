@@ -31,7 +31,8 @@ def run_command(prog: str, parser: argparse.ArgumentParser,
     """Parse ``argv`` (``sys.argv[1:]`` when None) and run ``action``; return the exit status.
 
     ``--help`` and usage errors end as argparse ends them (0, 2); Ctrl-C ends with one line and
-    status 130; a reader of stdout or stderr that leaves early is not an error.
+    status 130, an unexpected error with one ``internal error`` line and status 70; a reader
+    of stdout or stderr that leaves early is not an error.
     """
     from torchbragg.cli.entry import quiet_when_readers_leave
 
@@ -46,6 +47,12 @@ def run_command(prog: str, parser: argparse.ArgumentParser,
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
+        except Exception as err:  # noqa: BLE001 - anything else is a bug: one line
+            from torchbragg.errors import one_line
+
+            print(f"{prog}: internal error: {type(err).__name__}: {one_line(err)} (please "
+                  "report it)", file=sys.stderr)
+            return 70
 
 
 def fail(prog: str, message: object) -> int:
