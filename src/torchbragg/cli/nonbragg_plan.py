@@ -143,13 +143,13 @@ def _check_values(st: NBState) -> None:
     if st.fpixels < 0 or st.spixels < 0:
         raise SetupError(f"detector pixel counts must not be negative, got {st.fpixels} x "
                          f"{st.spixels}")
-    for value, what in ((st.sample_x, "sample thickness (-thick)"),
-                        (st.sample_y, "sample height (-sample_y)"),
-                        (st.sample_z, "sample width (-sample_z)"),
-                        (st.density / 1e6, "density (-density, g/cm^3)"),
-                        (st.molecules, "molecule count (-molecules)")):
+    for value, what, unit in ((st.sample_x * 1e3, "sample thickness (-thick)", " mm"),
+                              (st.sample_y * 1e3, "sample width (-sample_y)", " mm"),
+                              (st.sample_z * 1e3, "sample height (-sample_z)", " mm"),
+                              (st.density / 1e6, "density (-density)", " g/cm^3"),
+                              (st.molecules, "molecule count (-molecules)", "")):
         if not (value >= 0 and math.isfinite(value)):
-            raise SetupError(f"{what} must be zero or positive and finite, got {value:g}")
+            raise SetupError(f"{what} must be zero or positive and finite, got {value:g}{unit}")
     _positive(st.molecular_weight, "molecular weight (-MW)", st.molecular_weight, "g/mol")
     if st.flux != 0.0 and st.exposure > 0.0 and not st.beamsize > 0:
         raise SetupError(f"-beamsize must be positive to turn -flux into a fluence, got "
