@@ -294,7 +294,11 @@ def _positive_finite(value: float, what: str, shown: float, unit: str) -> None:
         raise SetupError(f"{what} must be positive and finite, got {shown:g} {unit}")
 
 
-def _check_values(st: CState) -> None:
+def check_beam_and_distances(st) -> None:
+    """Wavelength, pixel size, distances and -beamsize with -flux: positive and finite.
+
+    ``st`` is nanoBragg's or nonBragg's scanned state (the same fields, in metres).
+    """
     _positive_finite(st.lambda0, "wavelength (-lambda/-wave/-energy)", st.lambda0 * 1e10, "Å")
     _positive_finite(st.pixel_size, "pixel size (-pixel)", st.pixel_size * 1e3, "mm")
     _positive_finite(st.distance, "detector distance (-distance)", st.distance * 1e3, "mm")
@@ -304,6 +308,10 @@ def _check_values(st: CState) -> None:
     if st.flux != 0.0 and st.exposure > 0.0 and not st.beamsize > 0:
         raise SetupError(f"-beamsize must be positive to turn -flux into a fluence, got "
                          f"{st.beamsize * 1e3:g} mm")
+
+
+def _check_values(st: CState) -> None:
+    check_beam_and_distances(st)
     for name in ("fdet", "sdet", "beam", "spindle"):
         if not any(getattr(st, name)):
             flag = "-spindle_axis" if name == "spindle" else f"-{name}_vector"

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from torchbragg.io.ctext import c_may_differ, c_reading, why_c_differs
+from torchbragg.io.ctext import c_may_differ, first_few, reading_difference
 from torchbragg.io.errors import InputFileError, parse_number, read_input_bytes, show_text
 
 __all__ = ["STOL_UNITS", "StolTable", "StructureFactorCurve", "padded_table", "read_stol_table"]
@@ -122,7 +122,8 @@ def read_stol_table(path: str | os.PathLike) -> StolTable:
         raise InputFileError(path, "no F values: every line lacks F (or has nan)")
     return StolTable(stol=table[:, 0].copy(), F=table[:, 1].copy(), path=os.fspath(path),
                      line_numbers=np.array(numbers, dtype=np.int64),
-                     warnings=_limited(path, differs, "that nonBragg would read differently")
+                     warnings=first_few(path, differs, "that nonBragg would read differently",
+                                        MAX_EXAMPLES)
                      + _single_warnings(path, single))
 
 
@@ -161,26 +162,7 @@ def _check_order(path, rows: list, numbers: list, row: list[float], number: int)
 def _c_difference(path, line: bytes, number: int, row: list[float] | None,
                   terminated: bool) -> list[str]:
     """One warning when the C reader would take this line other than as written."""
-    c_row = c_reading(line + b"\n" if terminated else line, 2)
-    same = (c_row is None and row is None) or (
-        c_row is not None and row is not None
-        and all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(c_row, row,
-                                                                             strict=True)))
-    if same:
-        return []
-    c_text = "skip it" if c_row is None else "read " + " ".join(f"{v:g}" for v in c_row)
-    ours = "skips it" if row is None else "reads " + " ".join(f"{v:g}" for v in row)
-    why = why_c_differs(line, terminated).replace("nanoBragg", "nonBragg")
-    return [f"{os.fspath(path)} line {number}: {why}, so nonBragg "
-            f"would {c_text}; torchbragg {ours}"]
-
-
-def _limited(path, lines: list[str], what: str) -> list[str]:
-    """The first few warning lines, then a count of the rest."""
-    if len(lines) <= MAX_EXAMPLES:
-        return lines
-    return lines[:MAX_EXAMPLES] + [f"{os.fspath(path)}: {len(lines) - MAX_EXAMPLES} more lines "
-                                   f"{what}"]
+    return reading_difference(path, line, number, row, terminated, 2, program="nonBragg")
 
 
 def _single_warnings(path, numbers: list[int]) -> list[str]:

@@ -20,11 +20,11 @@ unless ``--allow-unknown``.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from torchbragg.cli import parse
 from torchbragg.cli.options import RULES as NANOBRAGG_RULES
 from torchbragg.cli.parse import (
     UsageError,
@@ -32,7 +32,9 @@ from torchbragg.cli.parse import (
     c_atoi,
     is_number,
     report_problems,
+    scan_arguments,
     strict_value,
+    values_after,
 )
 
 # Degrees per radian as the C program computes it (180.0*M_1_PI).
@@ -574,10 +576,7 @@ def _nanobragg_values(rule, argv: list[str], i: int) -> int:
 
 def suggest(token: str) -> str:
     """The nonBragg option nearest to an unknown one, as ' (did you mean -x?)' or ''."""
-    names = sorted({p.lstrip("=") for r in RULES for p in r.patterns})
-    close = [n for n in names if n.startswith(token) and n != token][:1]
-    close = close or difflib.get_close_matches(token, names, n=1, cutoff=0.5)
-    return f" (did you mean {close[0]}?)" if close else ""
+    return parse.suggest(token, [p.lstrip("=") for r in RULES for p in r.patterns])
 
 
 def parse_nonbragg(argv: list[str], read_img=None) -> ParsedNB:
@@ -600,45 +599,25 @@ def parse_nonbragg(argv: list[str], read_img=None) -> ParsedNB:
             st.img_path = argv[i + 1]
     messages = read_img(st) if read_img is not None and st.img_path is not None else []
     warnings: list[str] = []
-    problems: list[str] = []
-    owned = 0
-    for i, token in enumerate(argv):
-        value_position = owned > 0
-        if owned > 0:
-            owned -= 1
-            if not token.startswith("-"):
-                continue
-        if not token.startswith("-"):
-            problems.append(f"stray argument '{token}' is not read by any option")
-            continue
-        taken = _apply_token(argv, i, st, warnings)
-        if taken is not None:
-            owned = taken
-            continue
-        if value_position or is_number(token):
-            continue
+
+    def unmatched(args: list[str], i: int, problems: list[str]) -> int:
+        token = args[i]
         nano = _nanobragg_rule(token)
         if nano is not None:
             warnings.append(f"WARNING: {token} is a nanoBragg option that nonBragg does not "
                             "read; ignored, as nonBragg ignores it")
-            owned = _nanobragg_values(nano, argv, i)
-            continue
+            return _nanobragg_values(nano, args, i)
         problems.append(f"unknown option {token}{suggest(token)}")
-        owned = _values_after(argv, i)
+        return values_after(args, i)
+
+    problems = scan_arguments(argv, lambda args, i: _apply_token(args, i, st, warnings),
+                              unmatched)
     _report(problems, ext, warnings)
     if st.img_path is None:
         warnings.extend(f"WARNING: {rule.name} is used only with -img; accepted and ignored"
                         for rule in RULES if rule.note == _IMG_ONLY
                         and any(p.lstrip("=") in st.given for p in rule.patterns))
     return ParsedNB(state=st, warnings=warnings, extensions=ext, messages=messages)
-
-
-def _values_after(argv: list[str], i: int) -> int:
-    n = 0
-    while i + 1 + n < len(argv) and (not argv[i + 1 + n].startswith("-")
-                                     or is_number(argv[i + 1 + n])):
-        n += 1
-    return n
 
 
 def _report(problems: list[str], ext: dict, warnings: list[str]) -> None:

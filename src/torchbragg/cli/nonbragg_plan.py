@@ -30,6 +30,7 @@ from torchbragg.errors import SetupError
 from torchbragg.io.images import format_c_g
 from torchbragg.io.smv import read_smv, smv_header_geometry
 from torchbragg.io.sources import apply_source_defaults, read_sources
+from torchbragg.precedence import check_beam_and_distances
 from torchbragg.sources import (
     StepRange,
     auto_range,
@@ -127,19 +128,9 @@ def read_img_header(st: NBState) -> list[str]:
     return [f"reading {st.img_path}", f"mmap({st.img_path}) = {hex(image.pixels.ctypes.data)}"]
 
 
-def _positive(value: float, what: str, shown: float, unit: str) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise SetupError(f"{what} must be positive and finite, got {shown:g} {unit}")
-
-
 def _check_values(st: NBState) -> None:
     """Refuse values with which the C program divides by zero or renders nonsense."""
-    _positive(st.pixel_size, "pixel size (-pixel)", st.pixel_size * 1e3, "mm")
-    _positive(st.lambda0, "wavelength (-lambda/-wave/-energy)", st.lambda0 * 1e10, "Å")
-    _positive(st.distance, "detector distance (-distance)", st.distance * 1e3, "mm")
-    if not math.isnan(st.close_distance):
-        _positive(st.close_distance, "detector distance (-close_distance)",
-                  st.close_distance * 1e3, "mm")
+    check_beam_and_distances(st)
     if st.fpixels < 0 or st.spixels < 0:
         raise SetupError(f"detector pixel counts must not be negative, got {st.fpixels} x "
                          f"{st.spixels}")
@@ -150,10 +141,9 @@ def _check_values(st: NBState) -> None:
                               (st.molecules, "molecule count (-molecules)", "")):
         if not (value >= 0 and math.isfinite(value)):
             raise SetupError(f"{what} must be zero or positive and finite, got {value:g}{unit}")
-    _positive(st.molecular_weight, "molecular weight (-MW)", st.molecular_weight, "g/mol")
-    if st.flux != 0.0 and st.exposure > 0.0 and not st.beamsize > 0:
-        raise SetupError(f"-beamsize must be positive to turn -flux into a fluence, got "
-                         f"{st.beamsize * 1e3:g} mm")
+    if not (st.molecular_weight > 0 and math.isfinite(st.molecular_weight)):
+        raise SetupError("molecular weight (-MW) must be positive and finite, got "
+                         f"{st.molecular_weight:g} g/mol")
     for name, flag in (("fdet", "-fdet_vector"), ("sdet", "-sdet_vector"),
                        ("beam", "-beam_vector"), ("polar_vector", "-polar_vector")):
         if not any(getattr(st, name)) or not all(map(math.isfinite, getattr(st, name))):

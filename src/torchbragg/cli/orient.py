@@ -28,7 +28,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from torchbragg.cli.entry import interrupts_end_the_process
-from torchbragg.cli.small import OneLineParser, count_argument, fail, run_command
+from torchbragg.cli.small import (
+    OneLineParser,
+    count_argument,
+    fail,
+    run_command,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,16 +52,6 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="UB matrix (columns a*, b*, c* in 1/Angstrom), row by row")
     how.add_argument("--random", type=count_argument, metavar="N",
                      help="N random orientations, uniform over all rotations")
-    parser.add_argument("--seed", type=_seed, metavar="S",
+    parser.add_argument("--seed", type=whole_number(0), metavar="S",
                         help="seed for --random (default: a fresh one, reported)")
     parser.add_argument("--spread", type=_number, metavar="DEG",
                         help="with --random: rotations by at most DEG degrees from the cell's "

@@ -258,15 +258,15 @@ def _side_effect_warning(token: str, side: Rule, state: CState, values: list,
             f"matched by substring), so this run also applies '{read}' as nanoBragg does")
 
 
-def suggest(token: str) -> str:
+def suggest(token: str, names: list[str] | None = None) -> str:
     """The real option nearest to an unknown one, as ' (did you mean -x?)' or ''.
 
     An option that starts with the unknown text wins (``-hdiv`` -> ``-hdivrange``), then the
-    closest spelling.
+    closest spelling; ``names`` are the options to choose from (default: nanoBragg's).
     """
-    names = [r.pattern for r in RULES]
+    names = sorted(set(r.pattern for r in RULES) if names is None else set(names))
     close = [n for n in names if n.startswith(token) and n != token][:1]
-    close = close or difflib.get_close_matches(token, sorted(set(names)), n=1, cutoff=0.5)
+    close = close or difflib.get_close_matches(token, names, n=1, cutoff=0.5)
     return f" (did you mean {close[0]}?)" if close else ""
 
 
@@ -381,7 +381,7 @@ def _prescan_headers(argv: list[str], st: CState, read_headers) -> list[str]:
     return [] if read_headers is None else read_headers(st)
 
 
-def _values_after(argv: list[str], i: int) -> int:
+def values_after(argv: list[str], i: int) -> int:
     """Number of plain values following position ``i`` (the likely values of an option)."""
     n = 0
     while i + 1 + n < len(argv) and (not argv[i + 1 + n].startswith("-")
@@ -408,10 +408,25 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
     apply_output_options(st, ext)
     messages = _prescan_headers(argv, st, read_headers)
     warnings: list[str] = []
+    problems = scan_arguments(argv, lambda args, i: _scan_token(args, i, st, warnings),
+                              _unknown_option)
+    report_problems(problems, ext, warnings)
+    _warn_surprises(st, warnings)
+    return ParsedArgs(state=st, warnings=warnings, extensions=ext, messages=messages)
+
+
+def scan_arguments(argv: list[str], apply, unmatched) -> list[str]:
+    """Walk ``argv`` as the C programs do; return the arguments no option reads.
+
+    ``apply(argv, i)`` reads the option at ``i`` and returns how many values it took, or None
+    when no option matches; ``unmatched(argv, i, problems)`` then deals with an unmatched
+    option (not a value of the previous one, not a number) and returns how many of the
+    following arguments are its values. A value may start with '-' (a file name).
+    """
     problems: list[str] = []
     owned = 0  # arguments still belonging to the previous option
     for i, token in enumerate(argv):
-        value_position = owned > 0  # a value of the previous option (a file may start with -)
+        value_position = owned > 0
         if owned > 0:
             owned -= 1
             if not token.startswith("-"):
@@ -419,16 +434,18 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
         if not token.startswith("-"):
             problems.append(f"stray argument '{token}' is not read by any option")
             continue
-        taken = _scan_token(argv, i, st, warnings)
+        taken = apply(argv, i)
         if taken is None:
-            if not is_number(token) and not value_position:
-                problems.append(f"unknown option {token}{suggest(token)}")
-                owned = _values_after(argv, i)  # its values are not separate problems
+            if not (value_position or is_number(token)):
+                owned = unmatched(argv, i, problems)
             continue
         owned = taken
-    report_problems(problems, ext, warnings)
-    _warn_surprises(st, warnings)
-    return ParsedArgs(state=st, warnings=warnings, extensions=ext, messages=messages)
+    return problems
+
+
+def _unknown_option(argv: list[str], i: int, problems: list[str]) -> int:
+    problems.append(f"unknown option {argv[i]}{suggest(argv[i])}")
+    return values_after(argv, i)  # its values are not separate problems
 
 
 def report_problems(problems: list[str], ext: dict, warnings: list[str],

@@ -12,10 +12,11 @@ program would have read something else.
 from __future__ import annotations
 
 import math
+import os
 
 from torchbragg.io.errors import c_atof
 
-__all__ = ["c_reading", "c_may_differ", "why_c_differs"]
+__all__ = ["c_may_differ", "c_reading", "first_few", "reading_difference", "why_c_differs"]
 
 _DELIMITERS = b" \t,;:!"
 _NUMBER_CHARS = b"0123456789-+.EGeg"
@@ -74,12 +75,45 @@ def c_may_differ(line: bytes, terminated: bool) -> bool:
     return not terminated or any(c in line for c in b"#\r\v\f")
 
 
-def why_c_differs(line: bytes, terminated: bool) -> str:
+def why_c_differs(line: bytes, terminated: bool, program: str = "nanoBragg") -> str:
     """A few words on what makes the C reader take ``line`` differently."""
     if b"\r" in line:
         return "the line ends in a carriage return (a Windows line end)"
     if not terminated:
         return "the file has no newline after its last line"
     if b"#" in line:
-        return "nanoBragg has no '#' comments"
+        return f"{program} has no '#' comments"
     return "the line holds a vertical tab or form feed"
+
+
+def reading_difference(path, line: bytes, number: int, row: list[float] | None,
+                       terminated: bool, columns: int, program: str = "nanoBragg",
+                       label: str = "", note=lambda c_row: "", ours_note: str = ""
+                       ) -> list[str]:
+    """One warning when ``program``'s reader would take this line other than ``row``.
+
+    ``row`` (``columns`` values) is how torchbragg reads the line (None: skipped);
+    ``label`` names the C reading's columns ("X Y Z = "), ``note(c_row)`` adds its
+    consequence and ``ours_note`` explains torchbragg's values.
+    """
+    c_row = c_reading(line + b"\n" if terminated else line, columns)
+    if _same(c_row, row):
+        return []
+    show = lambda r: " ".join(f"{v:g}" for v in r)  # noqa: E731
+    c_text = "skip it" if c_row is None else f"read {label}{show(c_row)}{note(c_row)}"
+    ours = "skips it" if row is None else f"reads {show(row)}{ours_note}"
+    return [f"{os.fspath(path)} line {number}: {why_c_differs(line, terminated, program)}, so "
+            f"{program} would {c_text}; torchbragg {ours}"]
+
+
+def _same(a: list[float] | None, b: list[float] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
+
+
+def first_few(path, lines: list[str], what: str, shown: int = 3) -> list[str]:
+    """The first ``shown`` warning lines, then a count of the rest (``... more lines what``)."""
+    if len(lines) <= shown:
+        return lines
+    return lines[:shown] + [f"{os.fspath(path)}: {len(lines) - shown} more lines {what}"]

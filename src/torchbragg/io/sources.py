@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from torchbragg.io.ctext import c_may_differ, c_reading, why_c_differs
+from torchbragg.io.ctext import c_may_differ, first_few, reading_difference
 from torchbragg.io.errors import InputFileError, parse_number, read_input_bytes, show_text
 
 __all__ = ["SourceTable", "apply_source_defaults", "read_sources"]
@@ -113,7 +113,8 @@ def read_sources(path: str | os.PathLike) -> SourceTable:
         position_m=table[:, 0:3].copy(),
         weight=table[:, 3].copy(),
         wavelength_m=table[:, 4].copy(),
-        warnings=_c_reading_warnings(path, c_differs)
+        warnings=first_few(path, c_differs, "that nanoBragg would read differently",
+                           MAX_EXAMPLES)
         + _negative_weight_warnings(path, table[:, 3], line_numbers),
         line_numbers=line_numbers,
         path=os.fspath(path),
@@ -154,29 +155,10 @@ _ZERO_POSITION = (
 def _c_difference(path, line: bytes, number: int, row: list[float] | None,
                   terminated: bool) -> list[str]:
     """One warning when nanoBragg's reader would take this line other than as written."""
-    c_row = c_reading(line + b"\n" if terminated else line, len(_COLUMNS))
-    if _same(c_row, row):
-        return []
-    show = lambda r: " ".join(f"{v:g}" for v in r)  # noqa: E731
-    c_text = "skip it" if c_row is None else f"read X Y Z weight wavelength = {show(c_row)}"
-    ours = "skips it" if row is None else f"reads {show(row)} ('nan': the default)"
-    effect = "" if c_row is None or c_row[4] != 0 else " (a zero wavelength: an image of NaN)"
-    return [f"{os.fspath(path)} line {number}: {why_c_differs(line, terminated)}, so nanoBragg "
-            f"would {c_text}{effect}; torchbragg {ours}"]
-
-
-def _same(a: list[float] | None, b: list[float] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
-
-
-def _c_reading_warnings(path, lines: list[str]) -> list[str]:
-    """The first few lines nanoBragg would read differently, then a count of the rest."""
-    if len(lines) <= MAX_EXAMPLES:
-        return lines
-    return lines[:MAX_EXAMPLES] + [f"{os.fspath(path)}: {len(lines) - MAX_EXAMPLES} more lines "
-                                   "that nanoBragg would read differently"]
+    zero_wave = lambda c: " (a zero wavelength: an image of NaN)" if c[4] == 0 else ""  # noqa: E731
+    return reading_difference(path, line, number, row, terminated, len(_COLUMNS),
+                              label="X Y Z weight wavelength = ", note=zero_wave,
+                              ours_note=" ('nan': the default)")
 
 
 def _negative_weight_warnings(
