@@ -13,7 +13,8 @@ pytest.importorskip("distributed")
 hdf5plugin = pytest.importorskip("hdf5plugin")
 
 from torchbragg.cli.dataset import main  # noqa: E402
-from torchbragg.dataset.run import _write, run_dataset  # noqa: E402
+from torchbragg.dataset.layout import write_shot  # noqa: E402
+from torchbragg.dataset.run import run_dataset  # noqa: E402
 from torchbragg.dataset.spec import SpecError, load_spec, parse_spec, shot_draws  # noqa: E402
 
 BASE = "-cell 70 80 90 75 85 95 -default_F 10 -lambda 1 -distance 100 -pixel 0.2 -detpixels 32"
@@ -94,7 +95,7 @@ def test_a_second_result_for_a_shot_is_dropped(spec_path, tmp_path):
         again = {"index": 0, "image": np.ones((32, 32), np.float32), "a_matrix": np.eye(3),
                  "misset_deg": np.zeros(3), "N": np.ones(3), "mosaic_spread_deg": 0.0,
                  "fluence": 1.0, "wavelength_A": 1.0}
-        assert not _write(f, again)
+        assert not write_shot(f, again)
         assert np.array_equal(f["entry/data/data"][0], first)
 
 

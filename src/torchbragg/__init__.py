@@ -17,9 +17,10 @@ _HOMES = {
     "refine": "refine", "poisson_nll": "refine", "least_squares": "refine",
     "near_spots": "refine", "standard_errors": "refine",
     "render_composite": "composite", "AmorphousSample": "composite",
-    "DetectorResponse": "composite",
+    "DetectorResponse": "composite", "render_composite_panels": "composite",
     "Panel": "panels", "MultiPanelDetector": "panels", "render_panels": "panels",
-    "read_crystfel_geom": "panels",
+    "PanelRenderer": "panels", "read_crystfel_geom": "panels",
+    "read_dials_detector": "io.dials",
 }
 __all__ = list(_HOMES)
 

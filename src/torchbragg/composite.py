@@ -22,7 +22,7 @@ from torchbragg.background import background_for_simulator, molecule_count
 from torchbragg.noisify.effects import detector_image
 from torchbragg.stol import StructureFactorCurve, read_stol_table
 
-__all__ = ["AmorphousSample", "DetectorResponse", "render_composite"]
+__all__ = ["AmorphousSample", "DetectorResponse", "render_composite", "render_composite_panels"]
 
 
 @dataclass
@@ -100,10 +100,39 @@ def render_composite(experiment, sample: AmorphousSample | None = None,
     per-pixel calibration error (the same for every image of one detector); None: torch's
     global generator.
     """
-    image = experiment.render()
+    return _compose(experiment.render(), experiment.simulator, sample, response, generator,
+                    calibration_generator)
+
+
+def render_composite_panels(experiment, panels, sample: AmorphousSample | None = None,
+                            response: DetectorResponse | None = None,
+                            generator: torch.Generator | None = None,
+                            calibration_generator: torch.Generator | None = None
+                            ) -> dict[str, torch.Tensor]:
+    """:func:`render_composite` on every panel of a multi-panel detector.
+
+    ``panels`` is a :class:`torchbragg.panels.MultiPanelDetector` or a
+    :class:`~torchbragg.panels.PanelRenderer` (built once for many renders). Each panel gets
+    its own background and detector response (the PSF stays within the panel); the
+    generators are used panel after panel in the detector's order. Returns panel name ->
+    (spixels, fpixels) image.
+    """
+    from torchbragg.panels import PanelRenderer
+
+    renderer = panels if isinstance(panels, PanelRenderer) else PanelRenderer(experiment,
+                                                                              panels)
+    return {name: _compose(image, renderer.simulators[name], sample, response, generator,
+                           calibration_generator)
+            for name, image in renderer().items()}
+
+
+def _compose(image: torch.Tensor, simulator, sample: AmorphousSample | None,
+             response: DetectorResponse | None, generator, calibration_generator
+             ) -> torch.Tensor:
+    """Bragg ``image`` of ``simulator``'s detector plus background, through the response."""
     if sample is not None:
-        image = image + background_for_simulator(experiment.simulator,
-                                                 sample.curve(image.dtype), sample.molecules())
+        image = image + background_for_simulator(simulator, sample.curve(image.dtype),
+                                                 sample.molecules())
     if response is None:
         return image
     return detector_image(image, gain=response.gain, adc_offset=response.adc_offset,

@@ -53,6 +53,7 @@ __all__ = [
     "MultiPanelDetector",
     "Panel",
     "PanelDetector",
+    "PanelRenderer",
     "crystfel_to_lab",
     "panel_config",
     "panel_simulator",
@@ -243,6 +244,60 @@ def panel_simulator(experiment, panel: Panel) -> Simulator:
     return sim.to(base.rendered.device)
 
 
+class PanelRenderer:
+    """Renders every panel with one experiment; the panels' simulators are built once.
+
+    The simulators share the experiment's crystal, beam and structure-factor modules, so
+    values set with ``experiment.set`` apply to later renders. ``simulators`` maps panel
+    name -> :class:`Simulator`.
+    """
+
+    def __init__(self, experiment, detector: MultiPanelDetector):
+        beam = np.asarray(experiment.config.beam.beam, dtype=np.float64)
+        for panel in detector:
+            if abs(float(np.asarray(panel.normal) @ beam)) < 1e-3:
+                raise ValueError(f"panel {panel.name} is edge-on to the beam: its frame does "
+                                 "not match the experiment's convention (for a .geom file "
+                                 "pass to_lab=crystfel_to_lab(beam, up))")
+        self.experiment, self.detector = experiment, detector
+        self.simulators = {p.name: panel_simulator(experiment, p) for p in detector}
+
+    def __call__(self, values: Mapping[str, torch.Tensor] | None = None,
+                 memory_budget_mb: float | None = None) -> dict[str, torch.Tensor]:
+        """Panel name -> (spixels, fpixels) image (photons); see :func:`render_panels`."""
+        shared, origins = self._split(values or {})
+        subs = self.experiment.substitutions(shared) if shared else {}
+        kwargs = dict(memory_budget_mb=memory_budget_mb)
+        out = {}
+        for name, sim in self.simulators.items():
+            mine = dict(subs)
+            if name in origins:
+                origin = torch.as_tensor(origins[name], dtype=sim.detector.pix0_m.dtype,
+                                         device=sim.detector.pix0_m.device)
+                mine["detector.pix0_m"] = origin.reshape(3) * 1e-3
+            out[name] = (functional_call(sim, mine, (), kwargs, strict=False) if mine
+                         else sim(**kwargs))
+        return out
+
+    def _split(self, values: Mapping[str, torch.Tensor]) -> tuple[dict, dict]:
+        """Experiment values, and panel origins (mm) by panel name."""
+        shared, origins = {}, {}
+        for name, value in values.items():
+            if name.startswith("detector."):
+                raise ValueError(f"detector parameters do not apply to panels: {name} (move a "
+                                 "panel with panels.<name>.origin_mm)")
+            if name.startswith("panels."):
+                panel, _, what = name[len("panels."):].rpartition(".")
+                if what != "origin_mm" or panel not in self.simulators:
+                    raise ValueError(f"unknown panel parameter {name!r}; known: "
+                                     "panels.<name>.origin_mm for the panels "
+                                     f"{', '.join(self.simulators)}")
+                origins[panel] = value
+            else:
+                shared[name] = value
+        return shared, origins
+
+
 def render_panels(experiment, detector: MultiPanelDetector,
                   values: Mapping[str, torch.Tensor] | None = None,
                   memory_budget_mb: float | None = None) -> dict[str, torch.Tensor]:
@@ -256,8 +311,9 @@ def render_panels(experiment, detector: MultiPanelDetector,
     detector:
         The panels, in the experiment's lab frame.
     values:
-        Parameters by name in user units, as for ``Experiment.render`` (not ``detector.*``);
-        those that require gradients carry them into the images.
+        Parameters by name in user units, as for ``Experiment.render`` (not ``detector.*``),
+        and ``panels.<name>.origin_mm`` (3,): a panel's first-pixel outer corner (mm, lab
+        frame); those that require gradients carry them into the images.
     memory_budget_mb:
         Per panel.
 
@@ -268,27 +324,11 @@ def render_panels(experiment, detector: MultiPanelDetector,
 
     Notes
     -----
-    Each panel is rendered by its own :class:`Simulator` (one call per panel); every pixel
-    gets what the single-panel simulator would give at the same place.
+    Each panel is rendered by its own :class:`Simulator` (one kernel call per panel); every
+    pixel gets what the single-panel simulator would give at the same place. To render many
+    times, build a :class:`PanelRenderer` once.
     """
-    subs = {}
-    if values:
-        bad = [n for n in values if n.startswith("detector.")]
-        if bad:
-            raise ValueError(f"detector parameters do not apply to panels: {', '.join(bad)}")
-        subs = experiment.substitutions(values)
-    out = {}
-    beam = np.asarray(experiment.config.beam.beam, dtype=np.float64)
-    for panel in detector:
-        if abs(float(np.asarray(panel.normal) @ beam)) < 1e-3:
-            raise ValueError(f"panel {panel.name} is edge-on to the beam: its frame does not "
-                             "match the experiment's convention (for a .geom file pass "
-                             "to_lab=crystfel_to_lab(beam, up))")
-        sim = panel_simulator(experiment, panel)
-        kwargs = dict(memory_budget_mb=memory_budget_mb)
-        out[panel.name] = (functional_call(sim, subs, (), kwargs, strict=False) if subs
-                           else sim(**kwargs))
-    return out
+    return PanelRenderer(experiment, detector)(values, memory_budget_mb)
 
 
 # -- splitting one detector ------------------------------------------------------------------

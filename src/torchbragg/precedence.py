@@ -643,7 +643,7 @@ def _model_resolution_A(st: CState, frame: dict, beam: np.ndarray, dispersion: f
         two_theta = np.maximum(two_theta, offsets / frame["distance"])
     two_theta = min(float(two_theta.max()) + max(divergence_rad) / 2.0, math.pi)
     shortest = st.lambda0 * (1.0 - dispersion / 2.0) * 1e10
-    reach = 2.0 * math.sin(two_theta / 2.0) / shortest + 3.0 * _longest_reciprocal_invA(crystal)
+    reach = 2.0 * math.sin(two_theta / 2.0) / shortest + 3.0 * longest_reciprocal_invA(crystal)
     return 1.0 / reach if reach > 0 else math.inf
 
 
@@ -661,7 +661,7 @@ def _cell_A_deg(crystal) -> tuple[float, ...] | None:
     return (*lengths.tolist(), angle(1, 2), angle(2, 0), angle(0, 1))
 
 
-def _longest_reciprocal_invA(crystal) -> float:
+def longest_reciprocal_invA(crystal) -> float:
     """The longest of |a*|, |b*|, |c*| (1/Å) of the crystal's cell or matrix."""
     if crystal.mosflm_reciprocal_invA is not None:
         return float(np.linalg.norm(crystal.mosflm_reciprocal_invA, axis=1).max())

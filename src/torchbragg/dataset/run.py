@@ -1,32 +1,24 @@
 """Render a dataset's shots as Dask tasks and stream them into one HDF5 file.
 
 Each worker process builds the :class:`torchbragg.Experiment` of the spec's ``base`` once
-and reuses it, setting each shot's values (``crystal.misset_deg`` for the orientation,
-``crystal.n_cells``, ``crystal.mosaic_spread_deg``, ``beam.fluence_per_m2``,
-``beam.wavelength_A``) before rendering. With a ``[background]`` or ``[detector]`` table a
-shot is ``torchbragg.composite.render_composite(experiment, sample, response, generator=g)``:
-Bragg photons plus the amorphous sample's, in photons, then (with a detector) the detector
-response, in ADU; ``g`` is a ``torch.Generator`` seeded with
-:func:`torchbragg.dataset.spec.noise_seed` (seed, shot), and the calibration error comes
-from a generator seeded with :func:`~torchbragg.dataset.spec.calibration_seed` (the same for
-every shot, as one detector's). Only the client process writes the file, as
-results arrive; a result for a shot already written (a task rerun after a worker died) is
-dropped, so every shot is written once.
+(:func:`prepare`) and reuses it, setting each shot's values (``crystal.misset_deg`` for the
+orientation, ``crystal.n_cells``, ``crystal.mosaic_spread_deg``, ``beam.fluence_per_m2``,
+``beam.wavelength_A``, the sources' wavelengths for a spectrum) before rendering. With a
+``geometry`` file the panels are rendered with :class:`torchbragg.panels.PanelRenderer`
+(built once) and stacked in the file's panel order. With a ``[background]`` or
+``[detector]`` table a shot goes through :func:`torchbragg.composite.render_composite` (or
+``render_composite_panels``): Bragg photons plus the amorphous sample's, in photons, then
+(with a detector) the detector response, in ADU; its noise generator is a
+``torch.Generator`` seeded with :func:`torchbragg.dataset.spec.noise_seed` (seed, shot), and
+the calibration error comes from a generator seeded with
+:func:`~torchbragg.dataset.spec.calibration_seed` (the same for every shot, as one
+detector's). Only the client process writes the file, as results arrive; a result for a
+shot already written (a task rerun after a worker died) is dropped, so every shot is
+written once. The file's layout is in :mod:`torchbragg.dataset.layout`.
 
-File layout (float arrays not yet rendered hold NaN, images 0)::
-
-    /entry [NXentry]                 attrs: dataset_spec (the spec text), base
-      data [NXdata]    data          (shots, slow, fast) float32, chunked per shot; attr
-                                     units: photons, or ADU with a [detector]
-      truth            a_matrix      (shots, 3, 3) MOSFLM A (columns a*, b*, c* x lambda)
-                       misset_deg    (shots, 3)
-                       N             (shots, 3) Na, Nb, Nc
-                       mosaic_spread_deg, fluence (photons/m^2), wavelength_A   (shots,)
-                       thickness_mm  (shots,) with a [background]: the sample thickness, mm
-                       noise_seed    (shots,) int64 with detector.noise (-1 not yet written)
-                       seed          the spec's seed (scalar)
-                       calibration_seed  scalar int64, with detector.noise
-                       done          (shots,) bool, set after the shot's other fields
+Structure factors computed from an atomic model (``-hkl model.pdb``) reach the largest
+scattering angle of any panel at the shortest wavelength any shot can have (the base's
+``--model-dmin``, when given, is kept).
 """
 
 from __future__ import annotations
@@ -39,45 +31,36 @@ from collections.abc import Callable
 
 import numpy as np
 
+from torchbragg.dataset.layout import (
+    DatasetError,
+    create_file,
+    image_shape,
+    reopen_file,
+    truth_fields,
+    write_shot,
+)
+from torchbragg.dataset.setup import Setup, prepare, set_source_wavelengths
 from torchbragg.dataset.spec import DatasetSpec
 
-__all__ = ["DatasetError", "render_shot", "run_dataset", "truth_fields"]
+__all__ = ["DatasetError", "Setup", "prepare", "render_shot", "run_dataset", "truth_fields"]
 
-TRUTH_FIELDS = {"a_matrix": (3, 3), "misset_deg": (3,), "N": (3,), "mosaic_spread_deg": (),
-                "fluence": (), "wavelength_A": ()}
 _CACHE: dict = {}
 _CURVES: dict = {}
-
-
-def truth_fields(spec: DatasetSpec) -> dict:
-    """Per-shot truth datasets of ``spec``: name -> (trailing shape, dtype, fill value)."""
-    out = {name: (tail, np.float64, np.nan) for name, tail in TRUTH_FIELDS.items()}
-    if spec.background is not None:
-        out["thickness_mm"] = ((), np.float64, np.nan)
-    if spec.detector is not None and spec.detector["noise"]:
-        out["noise_seed"] = ((), np.int64, -1)
-    return out
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be started or resumed (one line says why)."""
 
 
 # -- worker side ---------------------------------------------------------------------------
 
 
-def _experiment(base: tuple[str, ...], device: str, threads: int | None):
-    """The experiment of ``base`` on ``device``, built once per process."""
-    key = (base, device)
+def _setup(spec: DatasetSpec, device: str, threads: int | None):
+    """The :class:`Setup` of ``spec`` on ``device``, built once per process."""
+    key = (spec.text, spec.base, device)
     if key not in _CACHE:
         import torch
-
-        from torchbragg.experiment import Experiment
 
         if threads:
             torch.set_num_threads(threads)
         _CACHE.clear()
-        _CACHE[key] = Experiment.from_args(list(base), device=device)
+        _CACHE[key] = prepare(spec, device)
     return _CACHE[key]
 
 
@@ -134,17 +117,34 @@ def render_shot(spec: DatasetSpec, index: int, device: str = "cpu", threads: int
     if crash_once is not None and crash_once[0] == index and not os.path.exists(crash_once[1]):
         open(crash_once[1], "w").close()
         os._exit(1)
-    exp = _experiment(spec.base, device, threads)
+    setup = _setup(spec, device, threads)
+    exp = setup.experiment
     draws = shot_draws(spec, index)
     _apply(exp, draws)
     extra: dict = {}
+    if spec.spectrum is not None:
+        extra.update(_spectrum(spec, index, exp))
     with torch.no_grad():
         if spec.background is None and spec.detector is None:
-            image = exp.render()
+            images = setup.renderer() if setup.renderer is not None else exp.render()
         else:
-            image = _composite(spec, index, exp, draws, extra)
-        image = image.to("cpu", torch.float32).numpy()
+            images = _composite(spec, index, setup, draws, extra)
+        if isinstance(images, dict):  # panels, stacked in the detector's order
+            images = torch.stack([images[name] for name in setup.panels.names])
+        image = images.to("cpu", torch.float32).numpy()
     return {"index": index, "image": image, **truth_of(exp), **extra}
+
+
+def _spectrum(spec: DatasetSpec, index: int, exp) -> dict:
+    """Draw shot ``index``'s spectrum around its wavelength and give the sources its quantiles."""
+    from torchbragg.dataset.spec import shot_spectrum
+    from torchbragg.spectrum import equal_weight_wavelengths
+
+    spectrum = shot_spectrum(spec, index, float(exp.get("beam.wavelength_A")))
+    waves = equal_weight_wavelengths(spectrum, spec.spectrum["sources"])
+    set_source_wavelengths(exp, waves)
+    return {"spectrum_wavelength_A": spectrum.wavelength_A,
+            "spectrum_intensity": spectrum.intensity, "source_wavelength_A": waves}
 
 
 def _curve(path: str, like):
@@ -158,13 +158,26 @@ def _curve(path: str, like):
     return _CURVES[key]
 
 
-def _composite(spec: DatasetSpec, index: int, exp, draws: dict, extra: dict):
-    """Shot ``index`` with its background and/or detector response (see the module doc)."""
+def _composite(spec: DatasetSpec, index: int, setup, draws: dict, extra: dict):
+    """Shot ``index`` with its background and/or detector response (see the module doc).
+
+    One image, or panel name -> image with a geometry file.
+    """
     import torch
 
-    from torchbragg.composite import AmorphousSample, DetectorResponse, render_composite
+    from torchbragg.composite import (
+        AmorphousSample,
+        DetectorResponse,
+        render_composite,
+        render_composite_panels,
+    )
     from torchbragg.dataset.spec import calibration_seed, noise_seed
 
+    exp = setup.experiment
+    if setup.renderer is not None:
+        render = lambda *a, **k: render_composite_panels(exp, setup.renderer, *a, **k)  # noqa: E731
+    else:
+        render = lambda *a, **k: render_composite(exp, *a, **k)  # noqa: E731
     sample = response = generator = None
     if spec.background is not None:
         bg = spec.background
@@ -175,10 +188,10 @@ def _composite(spec: DatasetSpec, index: int, exp, draws: dict, extra: dict):
                                  molecular_weight=bg["molecular_weight"])
         extra["thickness_mm"] = draws["thickness_mm"]
     if spec.detector is None:
-        return render_composite(exp, sample, None)
+        return render(sample, None)
     response = DetectorResponse(**spec.detector)
     if not response.noise:
-        return render_composite(exp, sample, response)
+        return render(sample, response)
     device = exp.get("beam.fluence_per_m2").device
     seed = noise_seed(spec, index)
     extra["noise_seed"] = seed
@@ -186,76 +199,10 @@ def _composite(spec: DatasetSpec, index: int, exp, draws: dict, extra: dict):
     generator.manual_seed(seed)
     calibration = torch.Generator(device=device)
     calibration.manual_seed(calibration_seed(spec))
-    return render_composite(exp, sample, response, generator=generator,
-                            calibration_generator=calibration)
+    return render(sample, response, generator=generator, calibration_generator=calibration)
 
 
 # -- client side ---------------------------------------------------------------------------
-
-
-def _create(path: str, spec: DatasetSpec, shape: tuple[int, int]):
-    """A new file with empty datasets for every shot."""
-    import h5py
-
-    from torchbragg.io.nexus import _filter_options, choose_compression
-
-    f = h5py.File(path, "w")
-    entry = f.create_group("entry")
-    entry.attrs["NX_class"] = "NXentry"
-    entry.attrs["dataset_spec"] = spec.text
-    entry.attrs["base"] = " ".join(spec.base)
-    data = entry.create_group("data")
-    data.attrs["NX_class"] = "NXdata"
-    data.attrs["signal"] = "data"
-    n = spec.shots
-    images = data.create_dataset("data", (n, *shape), np.float32, chunks=(1, *shape),
-                                 fillvalue=0.0,
-                                 **_filter_options(choose_compression(spec.compression)))
-    images.attrs["units"] = "ADU" if spec.detector is not None else "photons"
-    truth = entry.create_group("truth")
-    for name, (tail, dtype, fill) in truth_fields(spec).items():
-        truth.create_dataset(name, (n, *tail), dtype, fillvalue=fill)
-    truth.create_dataset("seed", data=np.int64(spec.seed))
-    if spec.detector is not None and spec.detector["noise"]:
-        from torchbragg.dataset.spec import calibration_seed
-
-        truth.create_dataset("calibration_seed", data=np.int64(calibration_seed(spec)))
-    truth.create_dataset("done", (n,), bool, fillvalue=False)
-    return f
-
-
-def _reopen(path: str, spec: DatasetSpec, shape: tuple[int, int]):
-    """The file of an interrupted run of the same spec, opened for writing."""
-    import h5py
-
-    if not os.path.exists(path):
-        raise DatasetError(f"--resume: {path} does not exist")
-    try:
-        f = h5py.File(path, "r+")
-        same = (f["entry"].attrs.get("dataset_spec") == spec.text
-                and f["entry/data/data"].shape == (spec.shots, *shape))
-    except (OSError, KeyError) as err:
-        raise DatasetError(f"--resume: {path} is not a dataset file: {err}") from None
-    if not same:
-        f.close()
-        raise DatasetError(f"--resume: {path} was written from another spec")
-    return f
-
-
-def _write(f, result: dict) -> bool:
-    """Write one result unless its shot is done; True when written."""
-    i = int(result["index"])
-    done = f["entry/truth/done"]
-    if done[i]:
-        return False
-    f["entry/data/data"][i] = result["image"]
-    truth = f["entry/truth"]
-    for name in truth:
-        if truth[name].ndim and name != "done":
-            truth[name][i] = result[name]
-    done[i] = True
-    f.flush()
-    return True
 
 
 def _client(workers: int | None, scheduler: str | None):
@@ -305,18 +252,20 @@ def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | Non
     crash_once, progress
         Testing hook (see :func:`render_shot`); progress printer (None: silent).
     """
-    from torchbragg.experiment import Experiment, ExperimentError
+    from torchbragg.experiment import ExperimentError
 
     out = os.fspath(out)
     if not resume and os.path.exists(out):
         raise DatasetError(f"{out} exists: use --resume to finish it, or remove it")
     try:
-        probe = Experiment.from_args(list(spec.base))
+        probe = prepare(spec)
     except ExperimentError as err:
         raise DatasetError(f"base: {err}") from None
-    _check_parameters(spec, probe)
+    _check_parameters(spec, probe.experiment)
     _check_device(device, scheduler)
-    f = _reopen(out, spec, probe.shape) if resume else _create(out, spec, probe.shape)
+    shape = image_shape(probe.panels)
+    f = (reopen_file(out, spec, shape) if resume
+         else create_file(out, spec, probe.panels, probe.experiment.config))
     try:
         pending = [int(i) for i in np.flatnonzero(~f["entry/truth/done"][:])]
         pending = pending[:max_shots] if max_shots is not None else pending
@@ -373,7 +322,7 @@ def _schedule(f, spec, pending, workers, scheduler, device, crash_once, progress
                    for i in pending]
         start = None
         for future in as_completed(futures):
-            written += _write(f, _result(future))
+            written += write_shot(f, _result(future))
             start = start or time.perf_counter()
             future.release()
             if progress is not None:

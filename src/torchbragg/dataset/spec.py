@@ -5,6 +5,9 @@ Keys (every other key is an error)::
     base  = "-cell 70 80 90 75 85 95 -default_F 10 -lambda 1 -detpixels 32"  # required
     shots = 100          # required, integer >= 1
     seed  = 1            # required, integer >= 0
+    geometry = "jungfrau.geom"  # optional: panels that replace base's detector; or a table
+                                # [geometry] file = "det.expt", clen_mm = 120 (clen for a
+                                # .geom that reads it from image headers)
 
     [vary]               # optional; each key optional
     orientation = "random"                                  # uniform over rotations
@@ -12,6 +15,13 @@ Keys (every other key is an error)::
     mosaic_spread_deg = {distribution = "normal", mean = 0.05, sigma = 0.01}
     fluence = {distribution = "fixed", value = 1e30}        # photons per m^2
     wavelength_A = 1.0                                      # a number: fixed
+
+    [vary.spectrum]      # optional: a new spectrum every shot, around the shot's wavelength
+    model = "sase"       # "sase" (spiky, drawn per shot) or "gaussian" (smooth); required
+    bandwidth_percent = 0.25                                # envelope FWHM, % of the wavelength
+    spike_fwhm_percent = 0.0125                             # sase: one spike's FWHM, %
+    sources = 32         # equal-weight wavelengths each shot is rendered with, >= 1
+    bins = 512           # grid the spectrum is drawn on (and recorded), >= 8
 
     [output]             # optional
     compression = "auto"                                    # auto, bslz4, gzip, none
@@ -38,6 +48,21 @@ Keys (every other key is an error)::
 ``base`` is a nanoBragg command line; file names in it (``-mat``, ``-hkl``, ...) are taken
 relative to the spec file's folder. Output options in it are ignored.
 
+``geometry`` names a CrystFEL ``.geom`` file or a DIALS experiment list (``.expt`` or
+``.json``, its first experiment's detector), relative to the spec's folder; its panels replace
+the base detector (the base keeps the sensor: thickness, attenuation). All panels must have
+the same pixel counts (they are stored as one stack, a module axis). The file's frame is
+mapped to the base's lab frame with the beam along the base's beam and "up" along
+polarization x beam (for MOSFLM: +y).
+
+``vary.spectrum`` renders each shot with ``sources`` wavelengths at the quantiles of a
+spectrum centred on the shot's wavelength (``vary.wavelength_A`` or the base's): a Gaussian
+envelope of FWHM ``bandwidth_percent`` and, for ``sase``, random spikes of FWHM
+``spike_fwhm_percent`` (default: the bandwidth / 20), which must span three bins of the grid
+(+-2 FWHM in ``bins`` points); see :mod:`torchbragg.spectrum`. The base must not set
+``-dispersion``, ``-dispsteps`` or ``-sourcefile``; divergence is kept (every divergence
+direction gets every wavelength).
+
 Distributions: ``{distribution = "uniform", low, high}`` (low <= high),
 ``{distribution = "normal", mean, sigma}`` (sigma >= 0), ``{distribution = "fixed", value}``
 or a bare number (fixed). ``N`` draws Na, Nb and Nc independently; normal draws of ``N`` are
@@ -50,12 +75,12 @@ Keys left out of ``[background]`` and ``[detector]`` take the defaults above (th
 
 Determinism: shot ``i`` draws its rotation from ``orientation.random_rotations(1, [seed, i,
 0])`` and its other values from ``numpy.random.default_rng([seed, i, 1])`` in the order N,
-mosaic_spread_deg, fluence, wavelength_A, then background.thickness_mm (appended, so
-specs without it draw as before). With ``detector.noise`` shot ``i``'s noise comes from a
-``torch.Generator`` seeded with :func:`noise_seed` (``numpy.random.SeedSequence([seed, i,
-2])``), its calibration error from the global generator seeded with
-:func:`calibration_seed` (``SeedSequence([seed, 3])``, the same in every shot, as in
-noisify); nothing else (workers, order of completion) enters.
+mosaic_spread_deg, fluence, wavelength_A, then background.thickness_mm (appended, so specs
+without it draw as before); a SASE spectrum from ``default_rng([seed, i, 4])``. With
+``detector.noise`` shot ``i``'s noise comes from a ``torch.Generator`` seeded with
+:func:`noise_seed` (``numpy.random.SeedSequence([seed, i, 2])``), its calibration error from
+one seeded with :func:`calibration_seed` (``SeedSequence([seed, 3])``, the same in every
+shot, as in noisify); nothing else (workers, order of completion) enters.
 
 Every problem is one :class:`SpecError` line naming the key.
 """
@@ -75,15 +100,19 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 __all__ = ["DatasetSpec", "Distribution", "SpecError", "calibration_seed", "load_spec",
-           "noise_seed", "parse_spec", "shot_draws"]
+           "noise_seed", "parse_spec", "shot_draws", "shot_spectrum"]
 
-TOP_KEYS = ("base", "shots", "seed", "vary", "output", "background", "detector")
+TOP_KEYS = ("base", "shots", "seed", "vary", "output", "background", "detector", "geometry")
+GEOMETRY_KEYS = ("file", "clen_mm")
+SPECTRUM_KEYS = ("model", "bandwidth_percent", "spike_fwhm_percent", "sources", "bins")
+# options the spectrum's sources replace
+SOURCE_OPTIONS = ("-dispersion", "-dispsteps", "-sourcefile")
 BACKGROUND_KEYS = ("stol", "thickness_mm", "width_mm", "height_mm", "density_g_per_cm3",
                    "molecular_weight")
 DETECTOR_KEYS = ("psf", "psf_fwhm_px", "psf_radius", "gain", "adc_offset", "readout", "flicker",
                  "calibration", "noise")
 PSF_KINDS = ("gauss", "fiber", "none")
-VARY_KEYS = ("orientation", "N", "mosaic_spread_deg", "fluence", "wavelength_A")
+VARY_KEYS = ("orientation", "N", "mosaic_spread_deg", "fluence", "wavelength_A", "spectrum")
 SCALAR_KEYS = ("N", "mosaic_spread_deg", "fluence", "wavelength_A")
 POSITIVE = ("fluence", "wavelength_A")
 COMPRESSIONS = ("auto", "bslz4", "gzip", "none")
@@ -126,6 +155,8 @@ class DatasetSpec:
     compression: str = "auto"
     background: dict | None = None
     detector: dict | None = None
+    geometry: dict | None = None
+    spectrum: dict | None = None
 
 
 def load_spec(path: str | os.PathLike) -> DatasetSpec:
@@ -160,7 +191,8 @@ def parse_spec(text: str, folder: str = ".") -> DatasetSpec:
     if "mosaic_spread_deg" in dists and not _mosaic_domains(base):
         raise SpecError("vary.mosaic_spread_deg needs -mosaic_dom > 1 in base")
     return DatasetSpec(text, base, shots, seed, orientation, dists, _compression(table),
-                       _background(table, folder), _detector(table))
+                       _background(table, folder), _detector(table),
+                       _geometry(table.get("geometry"), folder), _spectrum(vary, base))
 
 
 def _unknown(table: dict, allowed: tuple[str, ...], prefix: str) -> None:
@@ -337,6 +369,110 @@ def _detector(table: dict) -> dict | None:
         raise SpecError(f"detector.noise must be true or false, got {noise!r}")
     out["noise"] = noise
     return out
+
+
+def _geometry(value, folder: str) -> dict | None:
+    """The checked geometry: {"path", "kind" (crystfel, dials), "clen_m"}; the file is read."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"file": value}
+    if not isinstance(value, dict):
+        raise SpecError(f"geometry must be a file name or a table, got {value!r}")
+    _unknown(value, GEOMETRY_KEYS, "geometry.")
+    name = value.get("file")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"geometry.file must be a file name, got {name!r}")
+    path = os.path.abspath(os.path.join(folder, os.path.expanduser(name)))
+    if not os.path.isfile(path):
+        raise SpecError(f"geometry names a missing file {name!r}")
+    kind = "crystfel" if path.lower().endswith(".geom") else "dials"
+    if kind == "dials" and not path.lower().endswith((".expt", ".json")):
+        raise SpecError(f"geometry: {name!r} is neither a CrystFEL .geom file nor a DIALS "
+                        "experiment list (.expt, .json)")
+    clen_m = None
+    if "clen_mm" in value:
+        clen_m = _at_least(value["clen_mm"], "geometry.clen_mm", 0.0, strict=True) * 1e-3
+    out = {"path": path, "kind": kind, "clen_m": clen_m}
+    panels = read_geometry(out)
+    shapes = {(p.spixels, p.fpixels) for p in panels}
+    if len(shapes) > 1:
+        sizes = ", ".join(f"{ns} x {nf}" for ns, nf in sorted(shapes))
+        raise SpecError(f"geometry: panels of different sizes ({sizes} slow x fast): a "
+                        "dataset stores its panels as one stack")
+    return out
+
+
+def read_geometry(geometry: dict, to_lab: np.ndarray | None = None):
+    """The panels of a checked ``geometry`` (see :func:`_geometry`), mapped with ``to_lab``.
+
+    Returns a :class:`torchbragg.panels.MultiPanelDetector`; a bad file is a SpecError.
+    """
+    from torchbragg.io.errors import InputFileError
+
+    try:
+        if geometry["kind"] == "crystfel":
+            from torchbragg.panels import read_crystfel_geom
+
+            return read_crystfel_geom(geometry["path"], clen_m=geometry["clen_m"],
+                                      to_lab=to_lab)
+        from torchbragg.io.dials import read_dials_detector
+
+        return read_dials_detector(geometry["path"], to_lab=to_lab)
+    except (InputFileError, ValueError) as err:
+        raise SpecError(f"geometry: {' '.join(str(err).split())}") from None
+
+
+def _spectrum(vary: dict, base: tuple[str, ...]) -> dict | None:
+    """The checked vary.spectrum table, defaults filled in."""
+    value = vary.get("spectrum")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError("vary.spectrum must be a table")
+    _unknown(value, SPECTRUM_KEYS, "vary.spectrum.")
+    model = value.get("model")
+    if model not in ("sase", "gaussian"):
+        raise SpecError(f"vary.spectrum.model must be \"sase\" or \"gaussian\", got {model!r}")
+    if model == "gaussian" and "spike_fwhm_percent" in value:
+        raise SpecError("vary.spectrum.spike_fwhm_percent applies to the sase model only")
+    given = [opt for opt in SOURCE_OPTIONS if opt in base]
+    if given:
+        raise SpecError(f"vary.spectrum makes the sources: remove {', '.join(given)} from base")
+    if "bandwidth_percent" not in value:
+        raise SpecError("vary.spectrum needs 'bandwidth_percent'")
+    bandwidth = _at_least(value["bandwidth_percent"], "vary.spectrum.bandwidth_percent", 0.0,
+                          strict=True)
+    if bandwidth >= 100.0 / 2.0 / 2.0:
+        raise SpecError("vary.spectrum.bandwidth_percent must be below 25 (the grid reaches "
+                        "two FWHM either side)")
+    out = {"model": model, "bandwidth_percent": bandwidth,
+           "sources": _integer(value.get("sources", 32), "vary.spectrum.sources", 1),
+           "bins": _integer(value.get("bins", 512), "vary.spectrum.bins", 8)}
+    if model == "sase":
+        out["spike_fwhm_percent"] = _at_least(value.get("spike_fwhm_percent", bandwidth / 20),
+                                              "vary.spectrum.spike_fwhm_percent", 0.0,
+                                              strict=True)
+        try:
+            from torchbragg.spectrum import sase_spectrum
+
+            sase_spectrum(np.random.default_rng(0), 1.0, bandwidth, out["spike_fwhm_percent"],
+                          out["bins"])
+        except ValueError as err:
+            raise SpecError(f"vary.spectrum: {err}") from None
+    return out
+
+
+def shot_spectrum(spec: DatasetSpec, index: int, centre_A: float):
+    """Shot ``index``'s spectrum around ``centre_A`` (Å), from (seed, index) only."""
+    from torchbragg.spectrum import gaussian_spectrum, sase_spectrum
+
+    s = spec.spectrum
+    if s["model"] == "gaussian":
+        return gaussian_spectrum(centre_A, s["bandwidth_percent"], s["bins"])
+    rng = np.random.default_rng([spec.seed, index, 4])
+    return sase_spectrum(rng, centre_A, s["bandwidth_percent"], s["spike_fwhm_percent"],
+                         s["bins"])
 
 
 def noise_seed(spec: DatasetSpec, index: int) -> int:
