@@ -300,3 +300,37 @@ def test_bad_effects_are_one_line(case, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("torchbragg-dataset: error: ")
     assert words in err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_progress_is_a_bar_on_a_terminal_and_tenths_in_a_log():
+    import io
+    import time
+
+    from torchbragg.dataset.run import _progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    log, screen = io.StringIO(), Terminal()
+    start = time.perf_counter()
+    for done in range(1, 21):
+        _progress(done, 20, start, 2, log)
+        _progress(done, 20, start, 2, screen)
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("torchbragg-dataset: 20/20 shots")
+    assert lines[0].startswith("torchbragg-dataset: 2/20 shots") and "per worker" in lines[0]
+    drawn = screen.getvalue().split("\r")[1:]
+    assert len(drawn) == 20 and "\n" not in screen.getvalue()
+    assert drawn[9].startswith("torchbragg-dataset [##########..........]  50%  10/20 shots")
+
+
+def test_local_workers_spread_over_the_gpus():
+    from torchbragg.dataset.run import worker_device
+
+    assert worker_device("cuda", 5, gpus=4) == "cuda:1"
+    assert worker_device("cuda", 0, gpus=4) == "cuda:0"
+    assert worker_device("cuda", 3, gpus=1) == "cuda"  # one GPU: the default device
+    assert worker_device("cuda", "tcp://node:1234", gpus=4) == "cuda"  # named elsewhere
+    assert worker_device("cpu", 3, gpus=4) == "cpu"
+    assert worker_device("cuda", gpus=4) == "cuda"  # not inside a Dask worker

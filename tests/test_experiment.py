@@ -180,6 +180,31 @@ def test_a_changed_parameter_changes_the_image():
         assert not torch.equal(image, ref), name
 
 
+@pytest.mark.parametrize("kernel", ["fused", "reference"])
+def test_each_render_sees_the_current_structure_factors(kernel):
+    """The padded F grid is kept between renders: every change of F must still show."""
+    exp = rich()
+    exp.simulator.kernel = kernel
+    F0 = exp.get("structure_factors.F")
+    with torch.no_grad():
+        ref = exp.render()
+        # fresh tensors each call (their memory and ids may be reused)
+        images = [exp.render({"structure_factors.F": F0 * s}) for s in (2.0, 3.0, 2.0, 3.0)]
+        assert torch.equal(images[0], images[2]) and torch.equal(images[1], images[3])
+        assert not torch.equal(images[0], images[1]) and not torch.equal(images[0], ref)
+        exp.set("structure_factors.F", F0 * 3.0)
+        assert torch.equal(exp.render(), images[1])
+        exp.set("structure_factors.default_F", 20.0)
+        changed = exp.render()
+        assert not torch.equal(changed, images[1])
+        exp.set("structure_factors.F", F0)
+        exp.set("structure_factors.default_F", 10.0)
+        assert torch.equal(exp.render(), ref)
+    exp.simulator.to(torch.float32)
+    with torch.no_grad():
+        assert exp.render().dtype == torch.float32
+
+
 @pytest.mark.slow
 def test_the_compiled_kernel_sees_every_changed_parameter():
     """Set every parameter away from its configured value: both paths render the same."""

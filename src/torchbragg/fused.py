@@ -339,7 +339,7 @@ def image_inputs(renderer, ctx, lattice_m: torch.Tensor | None = None,
     sub_fs = torch.stack((idx[None, :].expand(o, o).reshape(-1),
                           idx[:, None].expand(o, o).reshape(-1)), -1)
     frame = torch.stack((ctx.frame.fdet, ctx.frame.sdet, ctx.frame.odet, ctx.frame.pix0))
-    padded, origin = sf.padded()
+    padded, origin = ctx.padded_F
     f_grid = torch.stack((origin, torch.tensor(padded.shape, **f64)))
     values = dict(pixel_size_m=det.pixel_size_m, oversample=o,
                   close_distance_m=ctx.frame.close_distance, kahn=beam.polarization,
@@ -349,7 +349,7 @@ def image_inputs(renderer, ctx, lattice_m: torch.Tensor | None = None,
     orient = ctx.orient
     lattice_m = orient.lattice_m if lattice_m is None else lattice_m
     lattice = lattice_m.reshape(-1, 9).T.contiguous()
-    f_flat = padded.reshape(-1).to(renderer.compute_dtype)
+    f_flat = sf.padded_flat(renderer.compute_dtype)
     return (sub_fs, ctx.layer_offsets, frame, ctx.incident, ctx.wavelengths, lattice,
             kernel_n_cells(orient.n_cells, renderer.crystal.shape), orient.reciprocal_invA,
             f_flat, f_grid, beam.polar_vector, scalars)

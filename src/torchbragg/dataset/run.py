@@ -51,8 +51,34 @@ _CURVES: dict = {}
 # -- worker side ---------------------------------------------------------------------------
 
 
+def worker_device(device: str, name=None, gpus: int | None = None) -> str:
+    """The device a worker renders on: ``cuda`` spread over the node's GPUs.
+
+    With several GPUs visible, the worker named ``name`` (a local cluster numbers its
+    workers 0, 1, ...) takes ``cuda:(name mod gpus)``; other names and other devices are
+    kept as given (set ``CUDA_VISIBLE_DEVICES`` per worker for those).
+    """
+    if device != "cuda":
+        return device
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    if name is None:
+        try:
+            from distributed import get_worker
+
+            name = get_worker().name
+        except (ImportError, ValueError):
+            return device
+    if gpus > 1 and isinstance(name, int) and not isinstance(name, bool):
+        return f"cuda:{name % gpus}"
+    return device
+
+
 def _setup(spec: DatasetSpec, device: str, threads: int | None):
     """The :class:`Setup` of ``spec`` on ``device``, built once per process."""
+    device = worker_device(device)
     key = (spec.text, spec.base, device)
     if key not in _CACHE:
         import torch
@@ -220,11 +246,22 @@ def _client(workers: int | None, scheduler: str | None):
     return Client(cluster), cluster
 
 
-def _progress(done: int, total: int, start: float, workers: int) -> None:
-    """One progress line on stderr; the rate counts from the first result (after warm-up)."""
+def _progress(done: int, total: int, start: float, workers: int, stream=None) -> None:
+    """Progress on stderr: a bar redrawn in place on a terminal, else a line per tenth.
+
+    The rate counts from the first result, so worker start-up is left out.
+    """
+    from torchbragg.cli.progressbar import ProgressBar
+
+    stream = stream or sys.stderr
     rate = (done - 1) / max(time.perf_counter() - start, 1e-9)
-    print(f"\rshots {done}/{total}  {rate:.2f} shots/s  {rate / workers:.2f} shots/s per "
-          "worker", end="", file=sys.stderr, flush=True)
+    text = (f"{done}/{total} shots  {rate:.2f} shots/s  {rate / workers:.2f} shots/s per "
+            "worker")
+    if stream.isatty():
+        bar = ProgressBar(stream, width=20, label="torchbragg-dataset").text(done, total)
+        print(f"\r{bar}  {text}", end="", file=stream, flush=True)
+    elif done == total or (10 * done) // total != (10 * (done - 1)) // total:
+        print(f"torchbragg-dataset: {text}", file=stream, flush=True)
 
 
 def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | None = None,
@@ -327,7 +364,7 @@ def _schedule(f, spec, pending, workers, scheduler, device, crash_once, progress
             future.release()
             if progress is not None:
                 progress(written, len(pending), start, count)
-        if progress is not None:
+        if progress is not None and sys.stderr.isatty():
             print(file=sys.stderr)
     finally:
         client.close()

@@ -40,8 +40,33 @@ class StructureFactors(nn.Module):
 
         Clamping an index into the padded grid sends every point off the grid to the
         default value, which is how :func:`lookup_nearest` treats the edge. Without a grid,
-        a single default-valued cell serves every index.
+        a single default-valued cell serves every index. Kept between calls while the grid
+        and default_F are unchanged and no gradient is recorded (many panels, many shots).
         """
+        return self._cached("padded", self._pad)
+
+    def padded_flat(self, dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`padded`'s grid flattened (n,) in ``dtype``, kept as :meth:`padded` is."""
+        return self._cached(("flat", dtype), lambda: self.padded()[0].reshape(-1).to(dtype))
+
+    def _cached(self, name, make):
+        """``make()``, remembered under ``name`` while the tensors it reads are unchanged.
+
+        The key holds each tensor's identity, in-place version counter, device and dtype, so
+        ``experiment.set`` (an in-place copy), ``functional_call`` (other tensors) and
+        ``.to`` all make it anew; the tensors are held with the value, so that their
+        identities cannot pass to new tensors. With gradients being recorded nothing is kept.
+        """
+        g, d = self.grid, self.default_F
+        if torch.is_grad_enabled() and (g.requires_grad or d.requires_grad):
+            return make()
+        key = tuple((id(t), t._version, t.data_ptr(), t.device, t.dtype) for t in (g, d))
+        cache = self.__dict__.setdefault("_kept", {})
+        if name not in cache or cache[name][0] != key:
+            cache[name] = (key, (g, d), make())
+        return cache[name][2]
+
+    def _pad(self) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.has_grid:
             grid = self.default_F.reshape(1, 1, 1)
             return grid, torch.zeros(3, dtype=self.grid.dtype, device=self.grid.device)
