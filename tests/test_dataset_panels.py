@@ -77,15 +77,16 @@ def test_two_halves_stack_into_the_single_panel_images(tmp_path):
     for path, out in ((single, "single.h5"), (paneled, "panels.h5")):
         assert main([str(path), "--out", str(tmp_path / out), "--workers", "1"]) == 0
     with h5py.File(tmp_path / "single.h5") as a, h5py.File(tmp_path / "panels.h5") as b:
-        whole, parts = a["entry/data/data"][()], b["entry/data/data"][()]
-        assert parts.shape == (3, 2, 16, 32)
+        whole, stacked = a["entry/data/data"][()], b["entry/data/data"][()]
+        assert stacked.shape == (3, 32, 32)  # the panels one below the other
+        parts = stacked.reshape(3, 2, 16, 32)
         assert np.array_equal(a["entry/truth/a_matrix"][()], b["entry/truth/a_matrix"][()])
         detector = b["entry/instrument/detector"]
         assert [n.decode() if isinstance(n, bytes) else n
                 for n in detector["panel_names"][()]] == ["s0f0", "s1f0"]
         assert detector["data"].id == b["entry/data/data"].id  # one copy of the pixels
-        assert list(detector["s1f0/data_origin"][()]) == [1, 0, 0]
-        assert list(detector["s1f0/data_size"][()]) == [1, 16, 32]
+        assert list(detector["s1f0/data_origin"][()]) == [16, 0]
+        assert list(detector["s1f0/data_size"][()]) == [16, 32]
         place = _module_places(detector, ("s0f0", "s1f0"))
     assert whole.max() > 0
     for k in range(2):
@@ -103,12 +104,20 @@ def test_two_halves_stack_into_the_single_panel_images(tmp_path):
     nxmx = pytest.importorskip("nxmx")
     with h5py.File(tmp_path / "panels.h5") as handle:
         entry = nxmx.NXmx(handle).entries[0]
-        modules = entry.instruments[0].detectors[0].modules
+        nxdetector = entry.instruments[0].detectors[0]
+        modules = nxdetector.modules
         assert entry.definition == "NXmx" and len(modules) == 2
+        root = nxmx.get_dependency_chain(nxdetector.depends_on)
+        assert [t.path for t in root] == ["/entry/instrument/detector/transformations/origin"]
         for module, panel in zip(modules, halves, strict=True):
             chain = nxmx.get_dependency_chain(module.fast_pixel_direction.depends_on)
             corner = nxmx.get_cumulative_transformation(chain)[0, :3, 3]
             np.testing.assert_allclose(basis.T @ corner, panel.origin_mm, atol=1e-9)
+            # one shared root, one group per module (as a hierarchical reader builds it)
+            assert [t.path for t in chain][-1] == root[0].path and len(chain) == 2
+            rows = slice(int(module.data_origin[0]),
+                         int(module.data_origin[0] + module.data_size[0]))
+            assert np.array_equal(entry.data[0]["data"][0][rows], stacked[0][rows])
 
 
 def _module_places(detector, names):
@@ -116,7 +125,7 @@ def _module_places(detector, names):
     for name in names:
         m = detector[name]
         offset = m["module_offset"]
-        assert offset.attrs["depends_on"] == "."
+        assert offset.attrs["depends_on"] == "/entry/instrument/detector/transformations/origin"
         assert m["fast_pixel_direction"].attrs["depends_on"] == f"{m.name}/module_offset"
         out.append((offset.attrs["vector"] * offset[()], m["fast_pixel_direction"].attrs["vector"],
                     m["slow_pixel_direction"].attrs["vector"], m["fast_pixel_direction"][()]))
@@ -147,7 +156,7 @@ def test_dials_geometry_renders_like_crystfel(tmp_path):
                                str(tmp_path)), 2)["image"]
     b = render_shot(parse_spec(f'base = "{BASE}"\ngeometry = "q.expt"' + SHOTS,
                                str(tmp_path)), 2)["image"]
-    assert a.shape == (4, 16, 16) and a.max() > 0
+    assert a.shape == (64, 16) and a.max() > 0
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6 * a.max())
 
 
@@ -183,7 +192,7 @@ def test_panels_with_background_and_detector_response(tmp_path):
     quiet = parse_spec(f'base = "{BASE}"\ngeometry = "halves.geom"'
                        + effects.replace("noise = true", "noise = false"), str(tmp_path))
     one = render_shot(spec, 1)["image"]
-    assert one.shape == (2, 32, 16)
+    assert one.shape == (64, 16)  # two 32 x 16 panels, one below the other
     torch.manual_seed(5)
     assert np.array_equal(render_shot(spec, 1)["image"], one)
     plain = render_shot(parse_spec(f'base = "{BASE}"\ngeometry = "halves.geom"' + SHOTS,
@@ -244,7 +253,7 @@ def test_model_structure_factors_reach_the_outer_panels(tmp_path):
     two_theta = np.arccos(100.0 / np.linalg.norm(corner))
     assert dmin == pytest.approx(1 / (2 * np.sin(two_theta / 2) / 0.8 + 3 / 30), rel=1e-12)
     image = render_shot(spec, 0)["image"]
-    assert image.shape == (2, 32, 32) and image[1].max() > 0
+    assert image.shape == (64, 32) and image[32:].max() > 0  # F reaches the far panel
 
 
 # -- spectra ---------------------------------------------------------------------------------
@@ -346,3 +355,34 @@ def test_bad_spectrum_is_one_line(body):
 def test_spectrum_needs_the_sources_to_itself():
     with pytest.raises(SpecError, match="remove -dispersion, -dispsteps from base"):
         parse_spec(f'base = "{BASE} -dispersion 1 -dispsteps 3"' + SHOTS + SPECTRUM)
+
+
+def test_problems_found_when_the_experiment_is_built_are_one_line(tmp_path, capsys):
+    whole = single_panel(base_config())
+    edge = Panel("edge", 8, 8, 0.2, (50.0, 1.0, 1.0), (1.0, 0.0, 0.0), whole.slow)
+    (tmp_path / "edge.geom").write_text(geom_text(MultiPanelDetector((edge,))))
+    (tmp_path / "q.expt").write_text(expt_text(split_detector(base_config(), 2, 2)))
+    cases = {
+        f'base = "{BASE}"\ngeometry = "edge.geom"': "panel edge is edge-on to the beam",
+        f'base = "-curved_det {BASE}"': "-curved_det is not supported in datasets",
+        f'base = "{BASE}"\ngeometry = {{file = "q.expt", clen_mm = 5}}':
+            "geometry.clen_mm applies to a CrystFEL .geom file",
+        f'base = "{BASE}"' + SHOTS.replace("[vary]", "[vary.spectrum]\nmodel = \"gaussian\"\n"
+                                           "bandwidth_percent = 1\nbins = 100000\n[vary]"):
+            "vary.spectrum.bins must be at most 65536",
+    }
+    for k, (text, message) in enumerate(cases.items()):
+        body = text if "[vary" in text else text + SHOTS
+        path = write_spec(tmp_path, body, f"s{k}.toml")
+        out = tmp_path / f"o{k}.h5"
+        assert main([str(path), "--out", str(out), "--workers", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not out.exists()
+    # warnings about the base: one line each, from the client only
+    path = write_spec(tmp_path, f'base = "{BASE} -curved_det"' + SHOTS, "warn.toml")
+    assert main([str(path), "--out", str(tmp_path / "warn.h5"), "--workers", "1"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("torchbragg-dataset: warning: base: WARNING: -curved_det is the last "
+                      "argument; nanoBragg ignores it there, and so does this run")
+    assert sum("curved_det" in line for line in err) == 1

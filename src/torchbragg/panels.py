@@ -499,7 +499,8 @@ def _panel_from_entries(path, name: str, e: dict, to_lab: np.ndarray,
     if clen is None:
         if clen_m is None:
             raise InputFileError(path, f"clen is read from the image header "
-                                 f"({show_text(e['clen'].value)}); give clen_m=...",
+                                 f"({show_text(e['clen'].value)}); give the camera length "
+                                 "(clen_m=..., or geometry.clen_mm in a dataset spec)",
                                  e["clen"].line)
         clen = clen_m
     fs, ss = (_parse_vector(path, e[k], f"{name}/{k}") for k in ("fs", "ss"))

@@ -4,8 +4,11 @@ An XFEL pulse from self-amplified spontaneous emission (SASE) has a spiky spectr
 every shot: chaotic light whose envelope is set by the amplifier's bandwidth and whose spikes
 are as narrow as the pulse is long. :func:`sase_spectrum` draws one such spectrum: a complex
 field with a random phase and amplitude in every bin under the envelope (Gaussian, FWHM
-``bandwidth``), smoothed over the width of one spike, squared. A smooth Gaussian spectrum
-(a monochromator's, or the average over many SASE shots) is :func:`gaussian_spectrum`.
+``bandwidth``), smoothed over the width of one spike, squared. On average over shots its
+intensity is the envelope convolved with one spike's shape (standard deviations adding in
+quadrature; slightly wider again when every shot is normalised to the same total). A
+smooth Gaussian spectrum (a monochromator's, or the SASE envelope) is
+:func:`gaussian_spectrum`.
 
 nanoBragg weighs every source alike (it ignores a source file's weights), so a spectrum is
 rendered through sources at :func:`equal_weight_wavelengths`: ``n`` wavelengths at the

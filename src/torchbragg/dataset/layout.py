@@ -3,17 +3,21 @@
 Layout (``NX_class`` in brackets; float arrays not yet rendered hold NaN, images 0)::
 
     /entry [NXentry]          definition = "NXmx"; attrs: dataset_spec (the spec's text), base
-      data [NXdata]           data: (shots, slow, fast), or (shots, panels, slow, fast) with a
-                              geometry file; float32, chunked per shot, compressed; attr
-                              units: photons, or ADU with a [detector]
+      data [NXdata]           data: (shots, panels x slow, fast) float32, panel p in rows
+                              p x slow ... (p + 1) x slow (as multi-module detectors write
+                              them); chunked per shot, compressed; attr units: photons,
+                              or ADU with a [detector]
       instrument [NXinstrument]
         beam [NXbeam]         incident_wavelength (shots,) Å: the shot's (centre) wavelength
-        detector [NXdetector] data (hard link to /entry/data/data), depends_on ".",
-                              sensor_material, sensor_thickness (mm), panel_names (panels,)
+        detector [NXdetector] data (hard link to /entry/data/data), depends_on (its
+                              transformations/origin), sensor_material, sensor_thickness
+                              (mm), panel_names (panels,)
+          transformations     origin: a zero translation every module hangs from (the
+                              root of a hierarchical reader's detector)
           <panel> [NXdetector_module]   one per panel (single panel: "module")
-                              data_origin, data_size, data_stride (over the image axes
-                              after the shot axis), module_offset (translation from the
-                              sample to the panel's first-pixel outer corner, mm),
+                              data_origin (p x slow, 0), data_size (slow, fast),
+                              data_stride, module_offset (translation from the sample to
+                              the panel's first-pixel outer corner, mm, after origin),
                               fast_pixel_direction, slow_pixel_direction (value: pixel size)
       sample [NXsample]       depends_on "." (each shot's orientation is in truth)
       truth                   a_matrix  (shots, 3, 3) MOSFLM A (columns a*, b*, c* x lambda)
@@ -63,11 +67,10 @@ def truth_fields(spec: DatasetSpec) -> dict:
     return out
 
 
-def image_shape(panels) -> tuple[int, ...]:
-    """(slow, fast) for one panel, (panels, slow, fast) for several of one size."""
+def image_shape(panels) -> tuple[int, int]:
+    """(panels x slow, fast): the panels (all of one size) one below the other."""
     first = panels.panels[0]
-    shape = (first.spixels, first.fpixels)
-    return shape if len(panels) == 1 else (len(panels), *shape)
+    return (len(panels) * first.spixels, first.fpixels)
 
 
 def create_file(path: str, spec: DatasetSpec, panels, config):
@@ -117,7 +120,10 @@ def _instrument(entry, images, panels, config, shots: int) -> None:
     wave.attrs["units"] = "angstrom"
     detector = _group(instrument, "detector", "NXdetector")
     detector["data"] = images  # a hard link: one copy of the pixels
-    detector.create_dataset("depends_on", data=".")
+    origin = f"{detector.name}/transformations/origin"
+    _axis(_group(detector, "transformations", "NXtransformations"), "origin", 0.0,
+          np.array([0.0, 0.0, 1.0]), ".")
+    detector.create_dataset("depends_on", data=origin)
     detector.create_dataset("description", data="torchbragg simulated pixel-array detector")
     detector.create_dataset("sensor_material", data="Silicon")
     thickness = detector.create_dataset("sensor_thickness",
@@ -129,8 +135,7 @@ def _instrument(entry, images, panels, config, shots: int) -> None:
     several = len(panels) > 1
     for k, panel in enumerate(panels):
         name = _module_name(panel.name) if several else "module"
-        _module(_group(detector, name, "NXdetector_module"), panel, basis,
-                k if several else None)
+        _module(_group(detector, name, "NXdetector_module"), panel, basis, k, origin)
 
 
 def _string_dtype():
@@ -145,19 +150,21 @@ def _module_name(name: str) -> str:
     return clean if clean not in ("", ".", "..") else f"panel_{clean or 'unnamed'}"
 
 
-def _module(module, panel, basis: np.ndarray, index: int | None) -> None:
-    """One NXdetector_module: where its pixels sit in the data and in space (mm, McStas)."""
-    origin = [] if index is None else [index]
-    size = [] if index is None else [1]
-    module.create_dataset("data_origin", data=np.array([*origin, 0, 0], dtype=np.int64))
-    module.create_dataset("data_size", data=np.array([*size, panel.spixels, panel.fpixels],
+def _module(module, panel, basis: np.ndarray, index: int, origin: str) -> None:
+    """Panel ``index``: where its pixels sit in the data and in space (mm, McStas).
+
+    Its rows start at ``index`` x spixels; its module_offset hangs from ``origin``.
+    """
+    module.create_dataset("data_origin", data=np.array([index * panel.spixels, 0],
+                                                       dtype=np.int64))
+    module.create_dataset("data_size", data=np.array([panel.spixels, panel.fpixels],
                                                      dtype=np.int64))
-    module.create_dataset("data_stride", data=np.ones(len(origin) + 2, dtype=np.int64))
+    module.create_dataset("data_stride", data=np.ones(2, dtype=np.int64))
     corner = basis @ np.asarray(panel.origin_mm)
     length = float(np.linalg.norm(corner))
     direction = corner / length if length > 0 else np.array([0.0, 0.0, 1.0])
     path = module.name
-    _axis(module, "module_offset", length, direction, ".")
+    _axis(module, "module_offset", length, direction, origin)
     for name, vector in (("fast_pixel_direction", panel.fast), ("slow_pixel_direction",
                                                                  panel.slow)):
         _axis(module, name, panel.pixel_size_mm, basis @ np.asarray(vector),

@@ -5,7 +5,7 @@ Each worker process builds the :class:`torchbragg.Experiment` of the spec's ``ba
 orientation, ``crystal.n_cells``, ``crystal.mosaic_spread_deg``, ``beam.fluence_per_m2``,
 ``beam.wavelength_A``, the sources' wavelengths for a spectrum) before rendering. With a
 ``geometry`` file the panels are rendered with :class:`torchbragg.panels.PanelRenderer`
-(built once) and stacked in the file's panel order. With a ``[background]`` or
+(built once) and placed one below the other in the file's panel order. With a ``[background]`` or
 ``[detector]`` table a shot goes through :func:`torchbragg.composite.render_composite` (or
 ``render_composite_panels``): Bragg photons plus the amorphous sample's, in photons, then
 (with a detector) the detector response, in ADU; its noise generator is a
@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -86,7 +87,9 @@ def _setup(spec: DatasetSpec, device: str, threads: int | None):
         if threads:
             torch.set_num_threads(threads)
         _CACHE.clear()
-        _CACHE[key] = prepare(spec, device)
+        with warnings.catch_warnings():  # the client reported the base's warnings
+            warnings.simplefilter("ignore")
+            _CACHE[key] = prepare(spec, device)
     return _CACHE[key]
 
 
@@ -155,8 +158,8 @@ def render_shot(spec: DatasetSpec, index: int, device: str = "cpu", threads: int
             images = setup.renderer() if setup.renderer is not None else exp.render()
         else:
             images = _composite(spec, index, setup, draws, extra)
-        if isinstance(images, dict):  # panels, stacked in the detector's order
-            images = torch.stack([images[name] for name in setup.panels.names])
+        if isinstance(images, dict):  # panels, one below the other in the detector's order
+            images = torch.cat([images[name] for name in setup.panels.names])
         image = images.to("cpu", torch.float32).numpy()
     return {"index": index, "image": image, **truth_of(exp), **extra}
 
@@ -295,9 +298,14 @@ def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | Non
     if not resume and os.path.exists(out):
         raise DatasetError(f"{out} exists: use --resume to finish it, or remove it")
     try:
-        probe = prepare(spec)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            probe = prepare(spec)
     except ExperimentError as err:
         raise DatasetError(f"base: {err}") from None
+    for warning in caught:
+        print(f"torchbragg-dataset: warning: base: {' '.join(str(warning.message).split())}",
+              file=sys.stderr)
     _check_parameters(spec, probe.experiment)
     _check_device(device, scheduler)
     shape = image_shape(probe.panels)

@@ -142,9 +142,23 @@ def prepare(spec: DatasetSpec, device: str = "cpu") -> Setup:
         arguments = (*arguments, "--model-dmin", repr(dmin))
         exp = Experiment.from_args(list(arguments), device=device)
     _check_sources(spec, exp)
+    if exp.config.detector.curved:
+        raise SpecError("base: -curved_det is not supported in datasets (the file describes "
+                        "flat panels)")
+    if panels is not None:
+        _check_facing(panels, exp.config)
     renderer = PanelRenderer(exp, panels) if panels is not None else None
     panels = panels or MultiPanelDetector((single_panel(exp.config, "detector"),))
     return Setup(exp, panels, renderer, arguments)
+
+
+def _check_facing(panels, config) -> None:
+    """Every panel must face the beam in the base's frame (none edge-on)."""
+    beam = np.asarray(config.beam.beam, dtype=np.float64)
+    for p in panels:
+        if abs(float(np.asarray(p.normal) @ beam)) < 1e-3:
+            raise SpecError(f"geometry: panel {p.name} is edge-on to the beam (its file's beam "
+                            "direction is taken along the base's beam)")
 
 
 def _check_sources(spec: DatasetSpec, exp) -> None:

@@ -20,8 +20,8 @@ Keys (every other key is an error)::
     model = "sase"       # "sase" (spiky, drawn per shot) or "gaussian" (smooth); required
     bandwidth_percent = 0.25                                # envelope FWHM, % of the wavelength
     spike_fwhm_percent = 0.0125                             # sase: one spike's FWHM, %
-    sources = 32         # equal-weight wavelengths each shot is rendered with, >= 1
-    bins = 512           # grid the spectrum is drawn on (and recorded), >= 8
+    sources = 32         # equal-weight wavelengths each shot is rendered with, 1 to 4096
+    bins = 512           # grid the spectrum is drawn on (and recorded), 8 to 65536
 
     [output]             # optional
     compression = "auto"                                    # auto, bslz4, gzip, none
@@ -51,7 +51,7 @@ relative to the spec file's folder. Output options in it are ignored.
 ``geometry`` names a CrystFEL ``.geom`` file or a DIALS experiment list (``.expt`` or
 ``.json``, its first experiment's detector), relative to the spec's folder; its panels replace
 the base detector (the base keeps the sensor: thickness, attenuation). All panels must have
-the same pixel counts (they are stored as one stack, a module axis). The file's frame is
+the same pixel counts (stored one below the other in each image). The file's frame is
 mapped to the base's lab frame with the beam along the base's beam and "up" along
 polarization x beam (for MOSFLM: +y).
 
@@ -105,6 +105,8 @@ __all__ = ["DatasetSpec", "Distribution", "SpecError", "calibration_seed", "load
 TOP_KEYS = ("base", "shots", "seed", "vary", "output", "background", "detector", "geometry")
 GEOMETRY_KEYS = ("file", "clen_mm")
 SPECTRUM_KEYS = ("model", "bandwidth_percent", "spike_fwhm_percent", "sources", "bins")
+MAX_SPECTRUM_SOURCES = 4096  # wavelengths per shot
+MAX_SPECTRUM_BINS = 65536    # spectrum grid points (kept per shot in the truth)
 # options the spectrum's sources replace
 SOURCE_OPTIONS = ("-dispersion", "-dispsteps", "-sourcefile")
 BACKGROUND_KEYS = ("stol", "thickness_mm", "width_mm", "height_mm", "density_g_per_cm3",
@@ -201,9 +203,11 @@ def _unknown(table: dict, allowed: tuple[str, ...], prefix: str) -> None:
             raise SpecError(f"unknown key '{prefix}{key}'; known: {', '.join(allowed)}")
 
 
-def _integer(value, key: str, least: int) -> int:
+def _integer(value, key: str, least: int, most: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise SpecError(f"{key} must be an integer >= {least}, got {value!r}")
+    if most is not None and value > most:
+        raise SpecError(f"{key} must be at most {most}, got {value!r}")
     return value
 
 
@@ -391,6 +395,9 @@ def _geometry(value, folder: str) -> dict | None:
         raise SpecError(f"geometry: {name!r} is neither a CrystFEL .geom file nor a DIALS "
                         "experiment list (.expt, .json)")
     clen_m = None
+    if "clen_mm" in value and kind == "dials":
+        raise SpecError("geometry.clen_mm applies to a CrystFEL .geom file (a DIALS "
+                        "experiment list places its panels itself)")
     if "clen_mm" in value:
         clen_m = _at_least(value["clen_mm"], "geometry.clen_mm", 0.0, strict=True) * 1e-3
     out = {"path": path, "kind": kind, "clen_m": clen_m}
@@ -399,7 +406,7 @@ def _geometry(value, folder: str) -> dict | None:
     if len(shapes) > 1:
         sizes = ", ".join(f"{ns} x {nf}" for ns, nf in sorted(shapes))
         raise SpecError(f"geometry: panels of different sizes ({sizes} slow x fast): a "
-                        "dataset stores its panels as one stack")
+                        "dataset stores its panels one below the other")
     return out
 
 
@@ -447,8 +454,10 @@ def _spectrum(vary: dict, base: tuple[str, ...]) -> dict | None:
         raise SpecError("vary.spectrum.bandwidth_percent must be below 25 (the grid reaches "
                         "two FWHM either side)")
     out = {"model": model, "bandwidth_percent": bandwidth,
-           "sources": _integer(value.get("sources", 32), "vary.spectrum.sources", 1),
-           "bins": _integer(value.get("bins", 512), "vary.spectrum.bins", 8)}
+           "sources": _integer(value.get("sources", 32), "vary.spectrum.sources", 1,
+                               MAX_SPECTRUM_SOURCES),
+           "bins": _integer(value.get("bins", 512), "vary.spectrum.bins", 8,
+                            MAX_SPECTRUM_BINS)}
     if model == "sase":
         out["spike_fwhm_percent"] = _at_least(value.get("spike_fwhm_percent", bandwidth / 20),
                                               "vary.spectrum.spike_fwhm_percent", 0.0,
