@@ -334,3 +334,20 @@ def test_local_workers_spread_over_the_gpus():
     assert worker_device("cuda", "tcp://node:1234", gpus=4) == "cuda"  # named elsewhere
     assert worker_device("cpu", 3, gpus=4) == "cpu"
     assert worker_device("cuda", gpus=4) == "cuda"  # not inside a Dask worker
+
+
+def test_resume_refuses_a_file_of_another_layout(spec_path, tmp_path):
+    from torchbragg.dataset.run import DatasetError
+
+    out = tmp_path / "old.h5"
+    spec = load_spec(spec_path)
+    run_dataset(spec, out, workers=1, max_shots=1, progress=None)
+    with h5py.File(out, "r+") as f:
+        del f["entry/instrument/beam/incident_wavelength"]
+    with pytest.raises(DatasetError, match=r"--resume: .*old.h5 was written from another layout "
+                       r"\(no entry/instrument/beam/incident_wavelength\)"):
+        run_dataset(spec, out, resume=True, progress=None)
+    plain = tmp_path / "plain.h5"
+    h5py.File(plain, "w").close()
+    with pytest.raises(DatasetError, match=r"--resume: .*plain.h5 is not a dataset file"):
+        run_dataset(spec, plain, resume=True, progress=None)

@@ -201,13 +201,21 @@ def reopen_file(path: str, spec: DatasetSpec, shape: tuple[int, ...]):
         raise DatasetError(f"--resume: {path} does not exist")
     try:
         f = h5py.File(path, "r+")
+    except OSError as err:
+        raise DatasetError(f"--resume: {path} is not a dataset file: {err}") from None
+    try:
         same = (f["entry"].attrs.get("dataset_spec") == spec.text
                 and f["entry/data/data"].shape == (spec.shots, *shape))
-    except (OSError, KeyError) as err:
-        raise DatasetError(f"--resume: {path} is not a dataset file: {err}") from None
-    if not same:
+        needed = ["entry/instrument/beam/incident_wavelength", "entry/truth/done",
+                  *(f"entry/truth/{name}" for name in truth_fields(spec))]
+        missing = [name for name in needed if name not in f]
+    except KeyError as err:
         f.close()
-        raise DatasetError(f"--resume: {path} was written from another spec")
+        raise DatasetError(f"--resume: {path} is not a dataset file: {err}") from None
+    if not same or missing:
+        f.close()
+        why = "another spec" if not same else f"another layout (no {missing[0]})"
+        raise DatasetError(f"--resume: {path} was written from {why}")
     return f
 
 
