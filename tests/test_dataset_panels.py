@@ -386,3 +386,16 @@ def test_problems_found_when_the_experiment_is_built_are_one_line(tmp_path, caps
     assert err[0] == ("torchbragg-dataset: warning: base: WARNING: -curved_det is the last "
                       "argument; nanoBragg ignores it there, and so does this run")
     assert sum("curved_det" in line for line in err) == 1
+
+
+def test_the_sfx_example_runs():
+    """examples/sfx: four panels, SASE spectra, a water jet, a noisy detector."""
+    from pathlib import Path
+
+    spec = load_spec(Path(__file__).parent.parent / "examples" / "sfx" / "spec.toml")
+    shot = render_shot(spec, 0)
+    image = shot["image"]
+    assert image.shape == (4 * 192, 192) and spec.shots == 50
+    assert shot["source_wavelength_A"].shape == (8,) and 0.05 >= shot["thickness_mm"] >= 0.02
+    background = float(np.median(image))
+    assert background > 10.0 and float(image.max()) > background + 100.0  # spots on water
