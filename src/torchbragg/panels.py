@@ -82,6 +82,9 @@ class Panel:
     fast, slow:
         (3,) unit vectors along the fast and slow pixel axes (lab frame); they should be
         perpendicular. The normal is ``fast x slow`` and should point away from the sample.
+    data_origin:
+        (slow, fast) index of the panel's first pixel in the detector's raw data array (a
+        CrystFEL file's min_ss, min_fs), or None; datasets place the panel there.
     """
 
     name: str
@@ -91,6 +94,7 @@ class Panel:
     origin_mm: tuple
     fast: tuple
     slow: tuple
+    data_origin: tuple | None = None
 
     def __post_init__(self):
         if int(self.fpixels) <= 0 or int(self.spixels) <= 0:
@@ -107,6 +111,11 @@ class Panel:
         for field_name in ("fast", "slow"):
             if not abs(np.linalg.norm(getattr(self, field_name)) - 1.0) < 1e-9:
                 raise ValueError(f"panel {self.name}: {field_name} must be a unit vector")
+        if self.data_origin is not None:
+            corner = tuple(int(x) for x in self.data_origin)
+            if len(corner) != 2 or min(corner) < 0:
+                raise ValueError(f"panel {self.name}: data_origin must be two indices >= 0")
+            object.__setattr__(self, "data_origin", corner)
 
     @property
     def normal(self) -> tuple:
@@ -513,7 +522,7 @@ def _panel_from_entries(path, name: str, e: dict, to_lab: np.ndarray,
                                  "not 1 (a one-pixel step)", e[key].line)
     fast, slow = to_lab @ (fs / np.linalg.norm(fs)), to_lab @ (ss / np.linalg.norm(ss))
     return Panel(name, nf, ns, 1e3 / res, tuple(to_lab @ corner * 1e3), tuple(fast),
-                 tuple(slow))
+                 tuple(slow), (int(num["min_ss"]), int(num["min_fs"])))
 
 
 def read_crystfel_geom(path: str | os.PathLike, *, clen_m: float | None = None,
@@ -537,8 +546,9 @@ def read_crystfel_geom(path: str | os.PathLike, *, clen_m: float | None = None,
     Returns
     -------
     MultiPanelDetector
-        One panel per CrystFEL panel (its pixels min_fs..max_fs by min_ss..max_ss), with
-        ``photon_energy_eV`` when the file gives a number.
+        One panel per CrystFEL panel (its pixels min_fs..max_fs by min_ss..max_ss; its
+        ``data_origin`` (min_ss, min_fs)), with ``photon_energy_eV`` when the file gives a
+        number.
 
     Raises
     ------

@@ -3,10 +3,10 @@
 Layout (``NX_class`` in brackets; float arrays not yet rendered hold NaN, images 0)::
 
     /entry [NXentry]          definition = "NXmx"; attrs: dataset_spec (the spec's text), base
-      data [NXdata]           data: (shots, panels x slow, fast) float32, panel p in rows
-                              p x slow ... (p + 1) x slow (as multi-module detectors write
-                              them); chunked per shot, compressed; attr units: photons,
-                              or ADU with a [detector]
+      data [NXdata]           data: (shots, slow, fast) float32, the panels where a CrystFEL
+                              file's min_ss/min_fs put them, else one below the other
+                              (:func:`panel_places`); chunked per shot, compressed; attr
+                              units: photons, or ADU with a [detector]
       instrument [NXinstrument]
         beam [NXbeam]         incident_wavelength (shots,) Å: the shot's (centre) wavelength
         detector [NXdetector] data (hard link to /entry/data/data), depends_on (its
@@ -15,7 +15,7 @@ Layout (``NX_class`` in brackets; float arrays not yet rendered hold NaN, images
           transformations     origin: a zero translation every module hangs from (the
                               root of a hierarchical reader's detector)
           <panel> [NXdetector_module]   one per panel (single panel: "module")
-                              data_origin (p x slow, 0), data_size (slow, fast),
+                              data_origin (slow, fast), data_size (slow, fast),
                               data_stride, module_offset (translation from the sample to
                               the panel's first-pixel outer corner, mm, after origin),
                               fast_pixel_direction, slow_pixel_direction (value: pixel size)
@@ -42,7 +42,8 @@ import numpy as np
 
 from torchbragg.dataset.spec import DatasetSpec
 
-__all__ = ["DatasetError", "create_file", "reopen_file", "truth_fields", "write_shot"]
+__all__ = ["DatasetError", "assemble", "create_file", "image_shape", "panel_places",
+           "reopen_file", "truth_fields", "write_shot"]
 
 TRUTH_FIELDS = {"a_matrix": (3, 3), "misset_deg": (3,), "N": (3,), "mosaic_spread_deg": (),
                 "fluence": (), "wavelength_A": ()}
@@ -67,10 +68,45 @@ def truth_fields(spec: DatasetSpec) -> dict:
     return out
 
 
+def panel_places(panels) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """A shot image's (slow, fast) shape and each panel's (slow, fast) first-pixel index in it.
+
+    Panels that all carry a ``data_origin`` (a CrystFEL file's min_ss, min_fs) and do not
+    overlap there sit where the file puts them (its raw data layout; pixels of no panel
+    stay 0); otherwise the panels are placed one below the other in the detector's order.
+    """
+    corners = [p.data_origin for p in panels]
+    if any(c is None for c in corners) or _overlap(panels, corners):
+        rows = np.cumsum([0] + [p.spixels for p in panels])
+        corners = [(int(r), 0) for r in rows[:-1]]
+    shape = (max(c[0] + p.spixels for c, p in zip(corners, panels, strict=True)),
+             max(c[1] + p.fpixels for c, p in zip(corners, panels, strict=True)))
+    return shape, corners
+
+
+def _overlap(panels, corners) -> bool:
+    """Whether any two panels' rectangles at ``corners`` share a pixel."""
+    boxes = [(c[0], c[0] + p.spixels, c[1], c[1] + p.fpixels)
+             for c, p in zip(corners, panels, strict=True)]
+    return any(a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
+               for k, a in enumerate(boxes) for b in boxes[k + 1:])
+
+
 def image_shape(panels) -> tuple[int, int]:
-    """(panels x slow, fast): the panels (all of one size) one below the other."""
-    first = panels.panels[0]
-    return (len(panels) * first.spixels, first.fpixels)
+    """The (slow, fast) shape of one shot's image (see :func:`panel_places`)."""
+    return panel_places(panels)[0]
+
+
+def assemble(images: dict, panels):
+    """One shot's image (torch, (slow, fast)) from panel name -> (spixels, fpixels) images."""
+    import torch
+
+    shape, corners = panel_places(panels)
+    first = images[panels.panels[0].name]
+    out = torch.zeros(shape, dtype=first.dtype, device=first.device)
+    for (ss, fs), p in zip(corners, panels, strict=True):
+        out[ss:ss + p.spixels, fs:fs + p.fpixels] = images[p.name]
+    return out
 
 
 def create_file(path: str, spec: DatasetSpec, panels, config):
@@ -133,9 +169,10 @@ def _instrument(entry, images, panels, config, shots: int) -> None:
                             dtype=_string_dtype())
     basis = mcstas_basis(config.beam.beam, config.crystal.spindle)
     several = len(panels) > 1
-    for k, panel in enumerate(panels):
+    _, corners = panel_places(panels)
+    for corner, panel in zip(corners, panels, strict=True):
         name = _module_name(panel.name) if several else "module"
-        _module(_group(detector, name, "NXdetector_module"), panel, basis, k, origin)
+        _module(_group(detector, name, "NXdetector_module"), panel, basis, corner, origin)
 
 
 def _string_dtype():
@@ -150,13 +187,12 @@ def _module_name(name: str) -> str:
     return clean if clean not in ("", ".", "..") else f"panel_{clean or 'unnamed'}"
 
 
-def _module(module, panel, basis: np.ndarray, index: int, origin: str) -> None:
-    """Panel ``index``: where its pixels sit in the data and in space (mm, McStas).
+def _module(module, panel, basis: np.ndarray, corner: tuple, origin: str) -> None:
+    """One panel: where its pixels sit in the data (from ``corner``) and in space (mm, McStas).
 
-    Its rows start at ``index`` x spixels; its module_offset hangs from ``origin``.
+    Its module_offset hangs from the transformation ``origin``.
     """
-    module.create_dataset("data_origin", data=np.array([index * panel.spixels, 0],
-                                                       dtype=np.int64))
+    module.create_dataset("data_origin", data=np.array(corner, dtype=np.int64))
     module.create_dataset("data_size", data=np.array([panel.spixels, panel.fpixels],
                                                      dtype=np.int64))
     module.create_dataset("data_stride", data=np.ones(2, dtype=np.int64))

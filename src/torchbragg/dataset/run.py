@@ -5,7 +5,8 @@ Each worker process builds the :class:`torchbragg.Experiment` of the spec's ``ba
 orientation, ``crystal.n_cells``, ``crystal.mosaic_spread_deg``, ``beam.fluence_per_m2``,
 ``beam.wavelength_A``, the sources' wavelengths for a spectrum) before rendering. With a
 ``geometry`` file the panels are rendered with :class:`torchbragg.panels.PanelRenderer`
-(built once) and placed one below the other in the file's panel order. With a ``[background]`` or
+(built once) and placed where the geometry file's data layout puts them (CrystFEL min_ss,
+min_fs), or one below the other. With a ``[background]`` or
 ``[detector]`` table a shot goes through :func:`torchbragg.composite.render_composite` (or
 ``render_composite_panels``): Bragg photons plus the amorphous sample's, in photons, then
 (with a detector) the detector response, in ADU; its noise generator is a
@@ -34,6 +35,7 @@ import numpy as np
 
 from torchbragg.dataset.layout import (
     DatasetError,
+    assemble,
     create_file,
     image_shape,
     reopen_file,
@@ -158,8 +160,8 @@ def render_shot(spec: DatasetSpec, index: int, device: str = "cpu", threads: int
             images = setup.renderer() if setup.renderer is not None else exp.render()
         else:
             images = _composite(spec, index, setup, draws, extra)
-        if isinstance(images, dict):  # panels, one below the other in the detector's order
-            images = torch.cat([images[name] for name in setup.panels.names])
+        if isinstance(images, dict):  # panels, placed as layout.panel_places says
+            images = assemble(images, setup.panels)
         image = images.to("cpu", torch.float32).numpy()
     return {"index": index, "image": image, **truth_of(exp), **extra}
 

@@ -50,8 +50,9 @@ relative to the spec file's folder. Output options in it are ignored.
 
 ``geometry`` names a CrystFEL ``.geom`` file or a DIALS experiment list (``.expt`` or
 ``.json``, its first experiment's detector), relative to the spec's folder; its panels replace
-the base detector (the base keeps the sensor: thickness, attenuation). All panels must have
-the same pixel counts (stored one below the other in each image). The file's frame is
+the base detector (the base keeps the sensor: thickness, attenuation). Each shot's image holds
+the panels where a CrystFEL file's min_ss/min_fs put them (the file's raw data layout),
+otherwise one below the other (see :mod:`torchbragg.dataset.layout`). The file's frame is
 mapped to the base's lab frame with the beam along the base's beam and "up" along
 polarization x beam (for MOSFLM: +y).
 
@@ -401,12 +402,7 @@ def _geometry(value, folder: str) -> dict | None:
     if "clen_mm" in value:
         clen_m = _at_least(value["clen_mm"], "geometry.clen_mm", 0.0, strict=True) * 1e-3
     out = {"path": path, "kind": kind, "clen_m": clen_m}
-    panels = read_geometry(out)
-    shapes = {(p.spixels, p.fpixels) for p in panels}
-    if len(shapes) > 1:
-        sizes = ", ".join(f"{ns} x {nf}" for ns, nf in sorted(shapes))
-        raise SpecError(f"geometry: panels of different sizes ({sizes} slow x fast): a "
-                        "dataset stores its panels one below the other")
+    read_geometry(out)
     return out
 
 
