@@ -42,8 +42,8 @@ import numpy as np
 
 from torchbragg.dataset.spec import DatasetSpec
 
-__all__ = ["DatasetError", "assemble", "create_file", "image_shape", "panel_places",
-           "reopen_file", "truth_fields", "write_shot"]
+__all__ = ["DatasetError", "assemble", "create_file", "image_shape", "overlapping",
+           "panel_places", "reopen_file", "truth_fields", "write_shot"]
 
 TRUTH_FIELDS = {"a_matrix": (3, 3), "misset_deg": (3,), "N": (3,), "mosaic_spread_deg": (),
                 "fluence": (), "wavelength_A": ()}
@@ -76,7 +76,7 @@ def panel_places(panels) -> tuple[tuple[int, int], list[tuple[int, int]]]:
     stay 0); otherwise the panels are placed one below the other in the detector's order.
     """
     corners = [p.data_origin for p in panels]
-    if any(c is None for c in corners) or _overlap(panels, corners):
+    if overlapping(panels) or any(c is None for c in corners):
         rows = np.cumsum([0] + [p.spixels for p in panels])
         corners = [(int(r), 0) for r in rows[:-1]]
     shape = (max(c[0] + p.spixels for c, p in zip(corners, panels, strict=True)),
@@ -84,12 +84,15 @@ def panel_places(panels) -> tuple[tuple[int, int], list[tuple[int, int]]]:
     return shape, corners
 
 
-def _overlap(panels, corners) -> bool:
-    """Whether any two panels' rectangles at ``corners`` share a pixel."""
-    boxes = [(c[0], c[0] + p.spixels, c[1], c[1] + p.fpixels)
-             for c, p in zip(corners, panels, strict=True)]
-    return any(a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]
-               for k, a in enumerate(boxes) for b in boxes[k + 1:])
+def overlapping(panels) -> tuple[str, str] | None:
+    """Two panels whose places in the raw data (``data_origin``) share a pixel, or None."""
+    boxes = [(p.data_origin[0], p.data_origin[0] + p.spixels, p.data_origin[1],
+              p.data_origin[1] + p.fpixels, p.name) for p in panels if p.data_origin]
+    for k, a in enumerate(boxes):
+        for b in boxes[k + 1:]:
+            if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                return a[4], b[4]
+    return None
 
 
 def image_shape(panels) -> tuple[int, int]:

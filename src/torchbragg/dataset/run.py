@@ -38,6 +38,7 @@ from torchbragg.dataset.layout import (
     assemble,
     create_file,
     image_shape,
+    overlapping,
     reopen_file,
     truth_fields,
     write_shot,
@@ -308,6 +309,11 @@ def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | Non
     for warning in caught:
         print(f"torchbragg-dataset: warning: base: {' '.join(str(warning.message).split())}",
               file=sys.stderr)
+    clash = overlapping(probe.panels)
+    if clash:
+        print(f"torchbragg-dataset: warning: geometry: panels {clash[0]} and {clash[1]} share "
+              "pixels in the file's data layout (min/max_ss, min/max_fs): the panels are "
+              "placed one below the other instead", file=sys.stderr)
     _check_parameters(spec, probe.experiment)
     _check_device(device, scheduler)
     shape = image_shape(probe.panels)
