@@ -443,3 +443,34 @@ def test_the_sfx_example_runs():
     assert shot["source_wavelength_A"].shape == (8,) and 0.05 >= shot["thickness_mm"] >= 0.02
     background = float(np.median(image))
     assert background > 10.0 and float(image.max()) > background + 100.0  # spots on water
+
+
+def test_resume_needs_the_same_panel_places(tmp_path, capsys):
+    from torchbragg.dataset.run import DatasetError, run_dataset
+
+    halves = split_detector(base_config(), slow_parts=2)
+    geom = tmp_path / "h.geom"
+    geom.write_text(geom_text(halves))
+    path = write_spec(tmp_path, f'base = "{BASE}"\ngeometry = "h.geom"' + SHOTS)
+    out = tmp_path / "h.h5"
+    run_dataset(load_spec(path), out, workers=1, max_shots=1, progress=None)
+    geom.write_text(geom_text(halves, places=[(16, 0), (0, 0)]))  # the halves swapped
+    with pytest.raises(DatasetError, match=r"another layout \(panel s0f0 placed elsewhere\)"):
+        run_dataset(load_spec(path), out, resume=True, progress=None)
+    geom.write_text(geom_text(halves))
+    assert main([str(path), "--out", str(out), "--resume", "--workers", "1"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "torchbragg-dataset: 2/3 shots"  # after the earlier run's shot
+    assert lines[-1].startswith("torchbragg-dataset: 3/3 shots  ")
+
+
+def test_an_absurd_data_layout_is_one_line(tmp_path, capsys):
+    whole = single_panel(base_config())
+    far = Panel("far", 8, 8, 0.2, whole.origin_mm, whole.fast, whole.slow)
+    (tmp_path / "far.geom").write_text(
+        geom_text(MultiPanelDetector((whole, far)), places=[(0, 0), (0, 100_000_000)]))
+    path = write_spec(tmp_path, f'base = "{BASE}"\ngeometry = "far.geom"' + SHOTS)
+    assert main([str(path), "--out", str(tmp_path / "far.h5"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "make a 32 x 100000008 image per shot" in err and err.count("\n") == 1
+    assert not (tmp_path / "far.h5").exists()

@@ -232,8 +232,8 @@ def _truth(entry, spec: DatasetSpec) -> None:
     truth.create_dataset("done", (n,), bool, fillvalue=False)
 
 
-def reopen_file(path: str, spec: DatasetSpec, shape: tuple[int, ...]):
-    """The file of an interrupted run of the same spec, opened for writing."""
+def reopen_file(path: str, spec: DatasetSpec, panels):
+    """The file of an interrupted run of the same spec and panel layout, opened for writing."""
     import h5py
 
     if not os.path.exists(path):
@@ -243,19 +243,34 @@ def reopen_file(path: str, spec: DatasetSpec, shape: tuple[int, ...]):
     except OSError as err:
         raise DatasetError(f"--resume: {path} is not a dataset file: {err}") from None
     try:
-        same = (f["entry"].attrs.get("dataset_spec") == spec.text
-                and f["entry/data/data"].shape == (spec.shots, *shape))
-        needed = ["entry/instrument/beam/incident_wavelength", "entry/truth/done",
-                  *(f"entry/truth/{name}" for name in truth_fields(spec))]
-        missing = [name for name in needed if name not in f]
-    except KeyError as err:
+        problem = _resume_problem(f, spec, panels)
+    except (KeyError, TypeError, AttributeError) as err:
         f.close()
         raise DatasetError(f"--resume: {path} is not a dataset file: {err}") from None
-    if not same or missing:
+    if problem:
         f.close()
-        why = "another spec" if not same else f"another layout (no {missing[0]})"
-        raise DatasetError(f"--resume: {path} was written from {why}")
+        raise DatasetError(f"--resume: {path} was written from {problem}")
     return f
+
+
+def _resume_problem(f, spec: DatasetSpec, panels) -> str | None:
+    """Why the open file ``f`` cannot be finished with ``spec`` and ``panels`` (None: it can)."""
+    shape, corners = panel_places(panels)
+    if (f["entry"].attrs.get("dataset_spec") != spec.text
+            or f["entry/data/data"].shape != (spec.shots, *shape)):
+        return "another spec"
+    needed = ["entry/instrument/beam/incident_wavelength", "entry/truth/done",
+              *(f"entry/truth/{name}" for name in truth_fields(spec))]
+    missing = [name for name in needed if name not in f]
+    if missing:
+        return f"another layout (no {missing[0]})"
+    detector = f["entry/instrument/detector"]
+    several = len(panels) > 1
+    for corner, panel in zip(corners, panels, strict=True):
+        module = detector.get(_module_name(panel.name) if several else "module")
+        if module is None or tuple(int(x) for x in module["data_origin"][()]) != corner:
+            return f"another layout (panel {panel.name} placed elsewhere)"
+    return None
 
 
 def write_shot(f, result: dict) -> bool:

@@ -37,7 +37,6 @@ from torchbragg.dataset.layout import (
     DatasetError,
     assemble,
     create_file,
-    image_shape,
     overlapping,
     reopen_file,
     truth_fields,
@@ -252,19 +251,24 @@ def _client(workers: int | None, scheduler: str | None):
     return Client(cluster), cluster
 
 
-def _progress(done: int, total: int, start: float, workers: int, stream=None) -> None:
+def _progress(done: int, total: int, start: float, workers: int, stream=None,
+              already: int = 0) -> None:
     """Progress on stderr: a bar redrawn in place on a terminal, else a line per tenth.
 
-    The rate counts from the first result, so worker start-up is left out.
+    ``done`` of ``total`` shots of this run, after ``already`` shots of an earlier one. The
+    rate counts from the first result, so worker start-up is left out (and the first line
+    has none).
     """
     from torchbragg.cli.progressbar import ProgressBar
 
     stream = stream or sys.stderr
     rate = (done - 1) / max(time.perf_counter() - start, 1e-9)
-    text = (f"{done}/{total} shots  {rate:.2f} shots/s  {rate / workers:.2f} shots/s per "
-            "worker")
+    text = f"{already + done}/{already + total} shots"
+    if done > 1:
+        text += f"  {rate:.2f} shots/s  {rate / workers:.2f} shots/s per worker"
     if stream.isatty():
-        bar = ProgressBar(stream, width=20, label="torchbragg-dataset").text(done, total)
+        bar = ProgressBar(stream, width=20, label="torchbragg-dataset").text(already + done,
+                                                                          already + total)
         print(f"\r{bar}  {text}", end="", file=stream, flush=True)
     elif done == total or (10 * done) // total != (10 * (done - 1)) // total:
         print(f"torchbragg-dataset: {text}", file=stream, flush=True)
@@ -316,8 +320,7 @@ def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | Non
               "placed one below the other instead", file=sys.stderr)
     _check_parameters(spec, probe.experiment)
     _check_device(device, scheduler)
-    shape = image_shape(probe.panels)
-    f = (reopen_file(out, spec, shape) if resume
+    f = (reopen_file(out, spec, probe.panels) if resume
          else create_file(out, spec, probe.panels, probe.experiment.config))
     try:
         pending = [int(i) for i in np.flatnonzero(~f["entry/truth/done"][:])]
@@ -368,6 +371,7 @@ def _schedule(f, spec, pending, workers, scheduler, device, crash_once, progress
     threads = max(1, (os.cpu_count() or 1) // workers) if scheduler is None else None
     client, cluster = _client(workers, scheduler)
     written = 0
+    already = int(f["entry/truth/done"][:].sum())  # shots an earlier run wrote
     try:
         count = max(len(client.scheduler_info().get("workers", {})), 1)
         futures = [client.submit(render_shot, spec, i, device, threads, crash_once,
@@ -379,7 +383,7 @@ def _schedule(f, spec, pending, workers, scheduler, device, crash_once, progress
             start = start or time.perf_counter()
             future.release()
             if progress is not None:
-                progress(written, len(pending), start, count)
+                progress(written, len(pending), start, count, already=already)
         if progress is not None and sys.stderr.isatty():
             print(file=sys.stderr)
     finally:

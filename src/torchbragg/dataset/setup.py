@@ -147,6 +147,7 @@ def prepare(spec: DatasetSpec, device: str = "cpu") -> Setup:
                         "flat panels)")
     if panels is not None:
         _check_facing(panels, exp.config)
+        _check_size(panels)
     renderer = PanelRenderer(exp, panels) if panels is not None else None
     panels = panels or MultiPanelDetector((single_panel(exp.config, "detector"),))
     return Setup(exp, panels, renderer, arguments)
@@ -159,6 +160,20 @@ def _check_facing(panels, config) -> None:
         if abs(float(np.asarray(p.normal) @ beam)) < 1e-3:
             raise SpecError(f"geometry: panel {p.name} is edge-on to the beam (its file's beam "
                             "direction is taken along the base's beam)")
+
+
+MAX_IMAGE_PIXELS = 2 ** 28  # one shot's image (1 GiB of float32)
+
+
+def _check_size(panels) -> None:
+    """The image the panels' places make must be of a size one shot can hold."""
+    from torchbragg.dataset.layout import panel_places
+
+    slow, fast = panel_places(panels)[0]
+    if slow * fast > MAX_IMAGE_PIXELS:
+        raise SpecError(f"geometry: the panels' places in the file's data layout make a "
+                        f"{slow} x {fast} image per shot, more than {MAX_IMAGE_PIXELS} pixels "
+                        "(check min_ss/min_fs)")
 
 
 def _check_sources(spec: DatasetSpec, exp) -> None:

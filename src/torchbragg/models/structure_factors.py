@@ -56,6 +56,8 @@ class StructureFactors(nn.Module):
         ``experiment.set`` (an in-place copy), ``functional_call`` (other tensors) and
         ``.to`` all make it anew; the tensors are held with the value, so that their
         identities cannot pass to new tensors. With gradients being recorded nothing is kept.
+        Changes torch does not count are not seen: writing through ``.data`` or through a
+        numpy view of the grid (use ``experiment.set`` or in-place torch operations).
         """
         g, d = self.grid, self.default_F
         if torch.is_grad_enabled() and (g.requires_grad or d.requires_grad):
