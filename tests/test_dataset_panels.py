@@ -474,3 +474,41 @@ def test_an_absurd_data_layout_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "make a 32 x 100000008 image per shot" in err and err.count("\n") == 1
     assert not (tmp_path / "far.h5").exists()
+
+
+@pytest.mark.parametrize("geometry", ["", 'geometry = "lr.geom"'])
+def test_the_written_geometry_describes_the_images(tmp_path, geometry):
+    """--geom: read back, its panels are the dataset's, at the places of their pixels."""
+    from torchbragg.dataset.run import _setup
+    from torchbragg.panels import read_crystfel_geom
+
+    whole = single_panel(base_config())
+    o, f, s = (np.asarray(v) for v in (whole.origin_mm, whole.fast, whole.slow))
+    left = Panel("left", 16, 32, 0.2, tuple(o), whole.fast, whole.slow)
+    right = Panel("right", 8, 20, 0.2, tuple(o + 3.2 * f + 1.0 * s), whole.fast, whole.slow)
+    (tmp_path / "lr.geom").write_text(geom_text(MultiPanelDetector((left, right)),
+                                                places=[(0, 0), (4, 20)]))
+    text = f'base = "{BASE} -detector_rotx 2"\n{geometry}' + SHOTS
+    path = write_spec(tmp_path, text)
+    out, geom = tmp_path / "g.h5", tmp_path / "g.geom"
+    assert main([str(path), "--out", str(out), "--workers", "1", "--geom", str(geom)]) == 0
+    written = read_crystfel_geom(geom)
+    spec = load_spec(path)
+    setup = _setup(spec, "cpu", None)
+    assert written.photon_energy_eV == pytest.approx(12398.419843320026)
+    with h5py.File(out) as handle:
+        data = handle["entry/data/data"][()]
+    for mine, theirs in zip(setup.panels, written, strict=True):
+        np.testing.assert_allclose(theirs.origin_mm, mine.origin_mm, atol=1e-9)
+        np.testing.assert_allclose(theirs.fast, mine.fast, atol=1e-12)
+        ss, fs = theirs.data_origin
+        render_shot(spec, 1)  # the worker's experiment at shot 1
+        with torch.no_grad():
+            image = (setup.renderer()[mine.name] if setup.renderer is not None
+                     else setup.experiment.render()).to(torch.float32).numpy()
+        np.testing.assert_array_equal(data[1, ss:ss + theirs.spixels, fs:fs + theirs.fpixels],
+                                      image)
+    assert "dim0 = %" in geom.read_text() and "data = /entry/data/data" in geom.read_text()
+    assert main([str(path), "--out", str(tmp_path / "h.h5"), "--workers", "1", "--geom",
+                 str(tmp_path / "no" / "g.geom")]) == 2
+    assert not (tmp_path / "h.h5").exists()

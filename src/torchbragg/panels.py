@@ -54,6 +54,7 @@ __all__ = [
     "Panel",
     "PanelDetector",
     "PanelRenderer",
+    "crystfel_geom_text",
     "crystfel_to_lab",
     "panel_config",
     "panel_simulator",
@@ -523,6 +524,60 @@ def _panel_from_entries(path, name: str, e: dict, to_lab: np.ndarray,
     fast, slow = to_lab @ (fs / np.linalg.norm(fs)), to_lab @ (ss / np.linalg.norm(ss))
     return Panel(name, nf, ns, 1e3 / res, tuple(to_lab @ corner * 1e3), tuple(fast),
                  tuple(slow), (int(num["min_ss"]), int(num["min_fs"])))
+
+
+def crystfel_geom_text(detector: MultiPanelDetector, places: Sequence[tuple[int, int]], *,
+                       from_lab: np.ndarray | None = None,
+                       photon_energy_eV: float | None = None, adu_per_photon: float = 1.0,
+                       data: str = "/entry/data/data") -> str:
+    """A CrystFEL geometry file describing ``detector`` whose pixels sit at ``places``.
+
+    Parameters
+    ----------
+    detector:
+        The panels (lab frame, mm).
+    places:
+        (min_ss, min_fs) of each panel in the data array (one per panel, in order).
+    from_lab:
+        (3, 3) matrix from the lab frame to CrystFEL's (the transpose of ``to_lab``);
+        default ``MOSFLM_FROM_CRYSTFEL.T``.
+    photon_energy_eV, adu_per_photon:
+        Written when given (the energy) and always (the gain).
+    data:
+        The HDF5 dataset the images are in; its first dimension is the frame (``dim0 = %``).
+
+    Returns
+    -------
+    str
+        The file's text: ``clen`` the panels' mean distance along CrystFEL z (m), each panel
+        its ``coffset``, ``res`` (pixels per metre), corner (pixels) and fs/ss directions with
+        z components; :func:`read_crystfel_geom` reads it back to the same panels.
+    """
+    from_lab = MOSFLM_FROM_CRYSTFEL.T if from_lab is None else np.asarray(from_lab, float)
+    corners = [from_lab @ np.asarray(p.origin_mm) * 1e-3 for p in detector]
+    clen = float(np.mean([c[2] for c in corners]))
+    lines = ["; written by torchbragg", f"clen = {clen!r}", f"adu_per_photon = {adu_per_photon!r}",
+             f"data = {data}", "dim0 = %", "dim1 = ss", "dim2 = fs"]
+    if photon_energy_eV is not None:
+        lines.append(f"photon_energy = {photon_energy_eV!r}")
+    lines.append("")
+    for p, corner, (ss0, fs0) in zip(detector, corners, places, strict=True):
+        res = 1e3 / p.pixel_size_mm
+        fs, ss = (from_lab @ np.asarray(v) for v in (p.fast, p.slow))
+        lines += [f"{p.name}/min_fs = {fs0}", f"{p.name}/max_fs = {fs0 + p.fpixels - 1}",
+                  f"{p.name}/min_ss = {ss0}", f"{p.name}/max_ss = {ss0 + p.spixels - 1}",
+                  f"{p.name}/res = {res!r}", f"{p.name}/fs = {_direction(fs)}",
+                  f"{p.name}/ss = {_direction(ss)}",
+                  f"{p.name}/corner_x = {float(corner[0] * res)!r}",
+                  f"{p.name}/corner_y = {float(corner[1] * res)!r}",
+                  f"{p.name}/coffset = {float(corner[2] - clen)!r}", ""]
+    return "\n".join(lines)
+
+
+def _direction(v: np.ndarray) -> str:
+    """A CrystFEL direction: ``+1.0x -0.0y +0.0z`` with every digit Python keeps."""
+    return " ".join(f"{'-' if x < 0 else '+'}{abs(float(x))!r}{axis}"
+                    for x, axis in zip(v, "xyz", strict=True))
 
 
 def read_crystfel_geom(path: str | os.PathLike, *, clen_m: float | None = None,

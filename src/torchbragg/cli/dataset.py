@@ -3,12 +3,13 @@
 ::
 
     torchbragg-dataset SPEC --out PATH [--workers N | --scheduler ADDRESS]
-        [--device cpu|cuda] [--resume]
+        [--device cpu|cuda] [--resume] [--geom PATH]
 
 SPEC is a TOML file (see :mod:`torchbragg.dataset.spec` and ``docs/dataset.md``). Shots run
 as Dask tasks on a local cluster of ``--workers`` processes (default: the CPU count) or on
 the scheduler at ``--scheduler``; the client writes each shot once as it completes, with a
-progress line on stderr. ``--resume`` finishes a file an interrupted run left.
+progress line on stderr. ``--resume`` finishes a file an interrupted run left. ``--geom``
+writes a CrystFEL geometry file for the images (before any shot is rendered).
 
 Exit status: 0 on success, 2 for bad input (one line on stderr), 130 when interrupted.
 """
@@ -33,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--resume", action="store_true",
                         help="finish the shots an interrupted run left in --out")
+    parser.add_argument("--geom", metavar="PATH",
+                        help="also write a CrystFEL geometry file describing --out's images")
     return parser
 
 
@@ -43,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         spec = load_spec(args.spec)
         run_dataset(spec, args.out, workers=args.workers, scheduler=args.scheduler,
-                    device=args.device, resume=args.resume)
+                    device=args.device, resume=args.resume, geom=args.geom)
     except (SpecError, DatasetError, ImportError) as err:
         return fail(PROG, err)
     except OSError as err:

@@ -277,7 +277,8 @@ def _progress(done: int, total: int, start: float, workers: int, stream=None,
 def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | None = None,
                 scheduler: str | None = None, device: str = "cpu", resume: bool = False,
                 max_shots: int | None = None, crash_once: tuple[int, str] | None = None,
-                progress: Callable | None = _progress) -> int:
+                progress: Callable | None = _progress, geom: str | os.PathLike | None = None
+                ) -> int:
     """Render the shots of ``spec`` not yet in ``out``; return how many were written.
 
     Parameters
@@ -298,6 +299,8 @@ def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | Non
         Render at most this many of the pending shots (to stop a run early).
     crash_once, progress
         Testing hook (see :func:`render_shot`); progress printer (None: silent).
+    geom : path, optional
+        Also write a CrystFEL geometry file for the images (:func:`write_geom`).
     """
     from torchbragg.experiment import ExperimentError
 
@@ -320,6 +323,11 @@ def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | Non
               "placed one below the other instead", file=sys.stderr)
     _check_parameters(spec, probe.experiment)
     _check_device(device, scheduler)
+    if geom is not None:
+        try:
+            write_geom(geom, spec, probe)
+        except OSError as err:
+            raise DatasetError(f"--geom {os.fspath(geom)}: {err.strerror or err}") from None
     f = (reopen_file(out, spec, probe.panels) if resume
          else create_file(out, spec, probe.panels, probe.experiment.config))
     try:
@@ -328,6 +336,28 @@ def run_dataset(spec: DatasetSpec, out: str | os.PathLike, *, workers: int | Non
         return _schedule(f, spec, pending, workers, scheduler, device, crash_once, progress)
     finally:
         f.close()
+
+
+def write_geom(path: str | os.PathLike, spec: DatasetSpec, setup) -> None:
+    """A CrystFEL geometry file for the dataset's images (written whole or not at all).
+
+    Its panels sit where :func:`torchbragg.dataset.layout.panel_places` puts them, in the
+    frame a geometry file is read in (see :func:`torchbragg.dataset.setup.files_to_lab`); the
+    photon energy is the base's (shots of another wavelength have theirs in
+    /entry/instrument/beam/incident_wavelength), ``adu_per_photon`` the detector's gain.
+    """
+    from torchbragg.dataset.layout import panel_places
+    from torchbragg.dataset.setup import files_to_lab
+    from torchbragg.io.images import write_atomic
+    from torchbragg.panels import crystfel_geom_text
+
+    config = setup.experiment.config
+    energy = 12398.419843320026 / (config.beam.wavelength_m * 1e10)
+    gain = spec.detector["gain"] if spec.detector is not None else 1.0
+    text = crystfel_geom_text(setup.panels, panel_places(setup.panels)[1],
+                              from_lab=files_to_lab("crystfel", config).T,
+                              photon_energy_eV=energy, adu_per_photon=gain)
+    write_atomic(path, [text.encode()])
 
 
 def _check_device(device: str, scheduler: str | None) -> None:
