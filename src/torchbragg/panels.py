@@ -522,8 +522,14 @@ def _panel_from_entries(path, name: str, e: dict, to_lab: np.ndarray,
             raise InputFileError(path, f"{name}/{key} has length {np.linalg.norm(vec):.4g}, "
                                  "not 1 (a one-pixel step)", e[key].line)
     fast, slow = to_lab @ (fs / np.linalg.norm(fs)), to_lab @ (ss / np.linalg.norm(ss))
-    return Panel(name, nf, ns, 1e3 / res, tuple(to_lab @ corner * 1e3), tuple(fast),
-                 tuple(slow), (int(num["min_ss"]), int(num["min_fs"])))
+    origin = to_lab @ corner * 1e3
+    try:
+        return Panel(name, nf, ns, 1e3 / res, tuple(origin), tuple(fast), tuple(slow),
+                     (int(num["min_ss"]), int(num["min_fs"])))
+    except (ValueError, OverflowError) as err:  # e.g. a res so small the corner is infinite
+        raise InputFileError(path, f"{err} (res {num['res']:g}, corner_x "
+                             f"{num['corner_x']:g}, corner_y {num['corner_y']:g})",
+                             e["res"].line) from None
 
 
 def crystfel_geom_text(detector: MultiPanelDetector, places: Sequence[tuple[int, int]], *,
@@ -617,8 +623,9 @@ def read_crystfel_geom(path: str | os.PathLike, *, clen_m: float | None = None,
     last_line = max(1, len(text.splitlines()))
     if not entries:
         raise InputFileError(path, "no panels (lines such as 'p0/min_fs = 0')")
-    panels = tuple(_panel_from_entries(path, name, e, to_lab, clen_m, last_line)
-                   for name, e in entries.items())
+    with np.errstate(all="ignore"):  # huge numbers overflow to values the checks refuse
+        panels = tuple(_panel_from_entries(path, name, e, to_lab, clen_m, last_line)
+                       for name, e in entries.items())
     energy = None
     if "photon_energy" in globals_:
         energy = _energy_eV(globals_["photon_energy"].value)
