@@ -194,7 +194,7 @@ def test_panels_sit_where_the_geometry_file_puts_their_data(tmp_path, capsys):
     # overlapping places (or none): one below the other
     same = MultiPanelDetector((left, Panel("again", 16, 32, 0.2, tuple(o + 4 * f), whole.fast,
                                            whole.slow, (0, 0))))
-    assert panel_places(same) == ((64, 16), [(0, 0), (32, 0)])
+    assert panel_places(same) == ((64, 16), ((0, 0), (32, 0)))
     (tmp_path / "clash.geom").write_text(geom_text(det, places=[(0, 0), (4, 10)]))
     clash = write_spec(tmp_path, f'base = "{BASE}"\ngeometry = "clash.geom"' + SHOTS, "c.toml")
     assert main([str(clash), "--out", str(tmp_path / "c.h5"), "--workers", "1"]) == 0
@@ -202,7 +202,7 @@ def test_panels_sit_where_the_geometry_file_puts_their_data(tmp_path, capsys):
             in capsys.readouterr().err)
     with h5py.File(tmp_path / "c.h5") as handle:
         assert handle["entry/data/data"].shape == (3, 52, 16)
-    assert panel_places(split_detector(base_config(), 2, 1))[1] == [(0, 0), (32, 0)]
+    assert panel_places(split_detector(base_config(), 2, 1))[1] == ((0, 0), (32, 0))
 
 
 def test_single_panel_file_describes_its_detector(tmp_path):

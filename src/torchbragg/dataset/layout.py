@@ -36,6 +36,7 @@ Vectors are in the NeXus (McStas) frame: z along the beam, y up (see
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -68,7 +69,8 @@ def truth_fields(spec: DatasetSpec) -> dict:
     return out
 
 
-def panel_places(panels) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+@functools.lru_cache(maxsize=16)
+def panel_places(panels) -> tuple[tuple[int, int], tuple[tuple[int, int], ...]]:
     """A shot image's (slow, fast) shape and each panel's (slow, fast) first-pixel index in it.
 
     Panels that all carry a ``data_origin`` (a CrystFEL file's min_ss, min_fs) and do not
@@ -79,6 +81,7 @@ def panel_places(panels) -> tuple[tuple[int, int], list[tuple[int, int]]]:
     if overlapping(panels) or any(c is None for c in corners):
         rows = np.cumsum([0] + [p.spixels for p in panels])
         corners = [(int(r), 0) for r in rows[:-1]]
+    corners = tuple(corners)
     shape = (max(c[0] + p.spixels for c, p in zip(corners, panels, strict=True)),
              max(c[1] + p.fpixels for c, p in zip(corners, panels, strict=True)))
     return shape, corners
