@@ -117,7 +117,7 @@ BAD = {
     "malformed": ("shots = 6", "shots = = 6", "malformed TOML"),
     "missing file": ("-default_F 10", "-hkl nowhere.hkl", "-hkl names a missing file"),
     "distribution": ('"uniform"', '"poisson"', "vary.N.distribution must be one of"),
-    "mosaic": ("[vary]", "[vary]\nmosaic_spread_deg = 0.1", "needs -mosaic_dom > 1"),
+    "mosaic": ("[vary]", "[vary]\nmosaic_spread_deg = 0.1", "needs mosaic domains in base"),
     "compression": ("seed = 7", 'seed = 7\n[output]\ncompression = "zip"',
                     "output.compression must be one of"),
 }

@@ -69,7 +69,8 @@ Distributions: ``{distribution = "uniform", low, high}`` (low <= high),
 or a bare number (fixed). ``N`` draws Na, Nb and Nc independently; normal draws of ``N`` are
 clipped at 1 and of ``mosaic_spread_deg`` at 0. ``fluence`` and ``wavelength_A`` must be
 positive: their uniform ``low`` must be > 0 and their normal ``mean - 6 sigma`` > 0.
-``mosaic_spread_deg`` needs ``-mosaic_dom`` > 1 in ``base``. ``background.thickness_mm`` takes
+``mosaic_spread_deg`` needs mosaic domains in ``base`` (a nonzero ``-mosaic`` and
+``-mosaic_dom`` > 1). ``background.thickness_mm`` takes
 the same distributions; a normal draw is clipped at 0, a uniform or fixed one must be >= 0.
 Keys left out of ``[background]`` and ``[detector]`` take the defaults above (those of
 :class:`torchbragg.composite.AmorphousSample` and :class:`~torchbragg.composite.DetectorResponse`).
@@ -192,7 +193,8 @@ def parse_spec(text: str, folder: str = ".") -> DatasetSpec:
     orientation = _orientation(vary.get("orientation"))
     dists = {k: _distribution(vary[k], k) for k in SCALAR_KEYS if k in vary}
     if "mosaic_spread_deg" in dists and not _mosaic_domains(base):
-        raise SpecError("vary.mosaic_spread_deg needs -mosaic_dom > 1 in base")
+        raise SpecError("vary.mosaic_spread_deg needs mosaic domains in base: a nonzero "
+                        "-mosaic spread and -mosaic_dom > 1")
     return DatasetSpec(text, base, shots, seed, orientation, dists, _compression(table),
                        _background(table, folder), _detector(table),
                        _geometry(table.get("geometry"), folder), _spectrum(vary, base))
@@ -230,13 +232,28 @@ def _base(value, folder: str) -> tuple[str, ...]:
 
 
 def _mosaic_domains(base: tuple[str, ...]) -> bool:
+    """Whether ``base`` makes mosaic domains: a nonzero -mosaic and -mosaic_dom > 1.
+
+    (nanoBragg keeps one domain at zero spread; with a spread and no -mosaic_dom it takes
+    10.)
+    """
+    spread, domains = _option_number(base, "-mosaic"), _option_number(base, "-mosaic_dom")
+    if domains is not None and 0 < int(domains) <= 1:
+        return False
+    return spread is not None and spread != 0.0 and (domains is None or domains > 1
+                                                     or domains <= 0)
+
+
+def _option_number(base: tuple[str, ...], option: str) -> float | None:
+    """The last value ``base`` gives ``option``, as a number (None: not given or not one)."""
+    value = None
     for k, arg in enumerate(base[:-1]):
-        if arg == "-mosaic_dom":
+        if arg == option:
             try:
-                return int(float(base[k + 1])) > 1
+                value = float(base[k + 1])
             except ValueError:
-                return False
-    return False
+                value = None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _orientation(value) -> bool:
