@@ -129,6 +129,11 @@ def test_bad_spec_is_one_line(case, tmp_path, capsys):
     assert old in SPEC
     path = tmp_path / "bad.toml"
     path.write_text(SPEC.replace(old, new, 1))
+    _refused_in_one_line(path, words, tmp_path, capsys)
+
+
+def _refused_in_one_line(path, words: str, tmp_path, capsys) -> None:
+    """The spec at ``path`` is a SpecError and, from the command, one line and no file."""
     with pytest.raises(SpecError):
         load_spec(path)
     assert main([str(path), "--out", str(tmp_path / "x.h5"), "--workers", "1"]) == 2
@@ -292,14 +297,8 @@ BAD_EFFECTS = {
 def test_bad_effects_are_one_line(case, tmp_path, capsys):
     old, new, words = BAD_EFFECTS[case]
     assert old in EFFECTS
-    path = _effects_path(tmp_path, EFFECTS.replace(old, new, 1))
-    with pytest.raises(SpecError):
-        load_spec(path)
-    assert main([str(path), "--out", str(tmp_path / "x.h5"), "--workers", "1"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("torchbragg-dataset: error: ")
-    assert words in err
-    assert not (tmp_path / "x.h5").exists()
+    _refused_in_one_line(_effects_path(tmp_path, EFFECTS.replace(old, new, 1)), words,
+                         tmp_path, capsys)
 
 
 def test_progress_is_a_bar_on_a_terminal_and_tenths_in_a_log():

@@ -56,6 +56,7 @@ __all__ = [
     "PanelRenderer",
     "crystfel_geom_text",
     "crystfel_to_lab",
+    "edge_on",
     "panel_config",
     "panel_simulator",
     "read_crystfel_geom",
@@ -254,6 +255,15 @@ def panel_simulator(experiment, panel: Panel) -> Simulator:
     return sim.to(base.rendered.device)
 
 
+def edge_on(detector: MultiPanelDetector, beam: Sequence[float]) -> Panel | None:
+    """The first panel whose plane holds the beam direction (within 1e-3 rad), or None."""
+    beam = np.asarray(beam, dtype=np.float64)
+    for panel in detector:
+        if abs(float(np.asarray(panel.normal) @ beam)) < 1e-3:
+            return panel
+    return None
+
+
 class PanelRenderer:
     """Renders every panel with one experiment; the panels' simulators are built once.
 
@@ -263,12 +273,11 @@ class PanelRenderer:
     """
 
     def __init__(self, experiment, detector: MultiPanelDetector):
-        beam = np.asarray(experiment.config.beam.beam, dtype=np.float64)
-        for panel in detector:
-            if abs(float(np.asarray(panel.normal) @ beam)) < 1e-3:
-                raise ValueError(f"panel {panel.name} is edge-on to the beam: its frame does "
-                                 "not match the experiment's convention (for a .geom file "
-                                 "pass to_lab=crystfel_to_lab(beam, up))")
+        panel = edge_on(detector, experiment.config.beam.beam)
+        if panel is not None:
+            raise ValueError(f"panel {panel.name} is edge-on to the beam: its frame does not "
+                             "match the experiment's convention (for a .geom file pass "
+                             "to_lab=crystfel_to_lab(beam, up))")
         self.experiment, self.detector = experiment, detector
         self.simulators = {p.name: panel_simulator(experiment, p) for p in detector}
 

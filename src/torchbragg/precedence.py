@@ -32,6 +32,7 @@ from torchbragg.geometry import detector_frame
 from torchbragg.io import hkl as hkl_io
 from torchbragg.io import mosflm, smv
 from torchbragg.io import sources as sources_io
+from torchbragg.io.images import format_c_g
 from torchbragg.lattice import cell_constants, real_and_reciprocal, reciprocal_from_cell
 from torchbragg.models.crystal import LAZY_ORIENTATIONS as LAZY_DOMAINS
 from torchbragg.mosaic_stream import mosaic_stream
@@ -159,20 +160,26 @@ def _detector_size(st: CState) -> None:
 
 
 def _fluence(st: CState, msgs: list[str]) -> None:
-    """Fluence from flux, exposure and beam size; clip the sample to the beam."""
+    """Fluence from flux, exposure and beam size; clip the sample to the beam; the flux."""
+    fluence_and_clipped_sample(st, msgs)
+    if st.exposure > 0.0:
+        st.flux = st.fluence / st.exposure * st.beamsize * st.beamsize
+
+
+def fluence_and_clipped_sample(st, msgs: list[str]) -> None:
+    """Fluence from flux, exposure and beam size, and the sample clipped to the beam.
+
+    ``st`` is nanoBragg's or nonBragg's scanned state (both programs do this alike); the
+    clipping warnings go to ``msgs``.
+    """
     if st.flux != 0.0 and st.exposure > 0.0 and st.beamsize >= 0:
         st.fluence = st.flux * st.exposure / st.beamsize / st.beamsize
     if st.beamsize >= 0:
-        if st.beamsize < st.sample_y:
-            msgs.append(f"WARNING: clipping sample ({_g(st.sample_y)} m high) with beam "
-                        f"({_g(st.beamsize)} m)")
-            st.sample_y = st.beamsize
-        if st.beamsize < st.sample_z:
-            msgs.append(f"WARNING: clipping sample ({_g(st.sample_z)} m wide) with beam "
-                        f"({_g(st.beamsize)} m)")
-            st.sample_z = st.beamsize
-    if st.exposure > 0.0:
-        st.flux = st.fluence / st.exposure * st.beamsize * st.beamsize
+        for size, what in (("sample_y", "high"), ("sample_z", "wide")):
+            if st.beamsize < getattr(st, size):
+                msgs.append(f"WARNING: clipping sample ({format_c_g(getattr(st, size))} m "
+                            f"{what}) with beam ({format_c_g(st.beamsize)} m)")
+                setattr(st, size, st.beamsize)
 
 
 def _g(x: float) -> str:

@@ -32,8 +32,8 @@ from torchbragg.cli.entry import (
     version_line,
 )
 from torchbragg.cli.guard import guarded_main
-from torchbragg.cli.nonbragg_options import BANNER, early_exit, parse_nonbragg, usage_text
-from torchbragg.cli.parse import UsageError
+from torchbragg.cli.nonbragg_options import BANNER, parse_nonbragg, usage_text
+from torchbragg.cli.parse import UsageError, early_exit
 from torchbragg.errors import one_line
 
 PROGRAM = "torchbragg-nonbragg"

@@ -33,6 +33,7 @@ from torchbragg.cli.parse import (
     is_number,
     report_problems,
     scan_arguments,
+    split_own_options,
     strict_value,
     values_after,
 )
@@ -442,18 +443,6 @@ class ParsedNB:
 # torchbragg's own options for this command: name -> number of values
 OWN_OPTIONS = {"--allow-unknown": 0, "--device": 1, "--chunk-elements": 1, "--debug": 0,
                "--help": 0, "--version": 0}
-HELP_TOKENS = ("-h", "-help", "--help")
-
-
-def early_exit(argv: list[str]) -> str | None:
-    """``"help"`` or ``"version"`` when asked for anywhere on the command line (first wins)."""
-    for token in argv:
-        if token in HELP_TOKENS:
-            return "help"
-        if token == "--version":
-            return "version"
-    return None
-
 
 def _strict(option: str, kind: str, text: str):
     """A value the user meant: a finite number where one is expected, not another option."""
@@ -464,36 +453,6 @@ def _strict(option: str, kind: str, text: str):
 
 def _lenient(kind: str, text: str):
     return text if kind == "s" else (c_atoi(text) if kind == "i" else c_atof(text))
-
-
-def _split_own(argv: list[str]) -> tuple[list[str], dict]:
-    """Separate torchbragg's ``--name [value]`` / ``--name=value`` options."""
-    rest, ext, i = [], {}, 0
-    while i < len(argv):
-        token = argv[i]
-        if not token.startswith("--"):
-            rest.append(token)
-            i += 1
-            continue
-        name, equals, value = token.partition("=")
-        if name not in OWN_OPTIONS:
-            raise UsageError(f"unknown option {name}; torchbragg-nonbragg's own options are "
-                             + ", ".join(OWN_OPTIONS))
-        if not OWN_OPTIONS[name]:
-            if equals:
-                raise UsageError(f"option {name} takes no value, got '{token}'")
-            ext[name[2:].replace("-", "_")] = True
-            i += 1
-            continue
-        if not equals:
-            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                raise UsageError(f"option {name}: expected a value")
-            value, i = argv[i + 1], i + 1
-        elif not value:
-            raise UsageError(f"option {name}: expected a value after '='")
-        ext[name[2:].replace("-", "_")] = value
-        i += 1
-    return rest, ext
 
 
 def _changed(before: NBState, after: NBState) -> bool:
@@ -592,7 +551,7 @@ def parse_nonbragg(argv: list[str], read_img=None) -> ParsedNB:
         For a missing or malformed value of the option meant, or (without
         ``--allow-unknown``) an argument no option reads.
     """
-    argv, ext = _split_own(list(argv))
+    argv, ext = split_own_options(list(argv), OWN_OPTIONS, "torchbragg-nonbragg")
     st = NBState()
     for i, token in enumerate(argv[:-1]):
         if token.startswith("-") and "-img" in token:

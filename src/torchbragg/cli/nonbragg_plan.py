@@ -30,7 +30,7 @@ from torchbragg.errors import SetupError
 from torchbragg.io.images import format_c_g
 from torchbragg.io.smv import read_smv, smv_header_geometry
 from torchbragg.io.sources import apply_source_defaults, read_sources
-from torchbragg.precedence import check_beam_and_distances
+from torchbragg.precedence import check_beam_and_distances, fluence_and_clipped_sample
 from torchbragg.sources import (
     StepRange,
     auto_range,
@@ -195,17 +195,7 @@ def _roi(st: NBState) -> list[int]:
 
 def _fluence_and_sample(st: NBState, lines: list[str]) -> float:
     """Fluence from flux, the sample clipped to the beam; returns the molecule count."""
-    if st.flux != 0.0 and st.exposure > 0.0 and st.beamsize >= 0:
-        st.fluence = st.flux * st.exposure / st.beamsize / st.beamsize
-    if st.beamsize >= 0:
-        if st.beamsize < st.sample_y:
-            lines.append(f"WARNING: clipping sample ({g(st.sample_y)} m high) with beam "
-                         f"({g(st.beamsize)} m)")
-            st.sample_y = st.beamsize
-        if st.beamsize < st.sample_z:
-            lines.append(f"WARNING: clipping sample ({g(st.sample_z)} m wide) with beam "
-                         f"({g(st.beamsize)} m)")
-            st.sample_z = st.beamsize
+    fluence_and_clipped_sample(st, lines)
     volume = st.sample_x * st.sample_y * st.sample_z
     if st.molecules != 0:
         if volume == 0:

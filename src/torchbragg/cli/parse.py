@@ -295,18 +295,20 @@ def early_exit(argv: list[str]) -> str | None:
     return None
 
 
-def _own_option(argv: list[str], i: int) -> tuple[str, str | bool, int]:
-    """Read the torchbragg option at ``argv[i]``: (name, value, arguments it takes).
+def _own_option(argv: list[str], i: int, options: dict, program: str
+                ) -> tuple[str, str | bool, int]:
+    """Read the program's own option at ``argv[i]``: (name, value, arguments it takes).
 
-    A flag's value is True; an option with a value reads it after ``=`` or from the next
-    argument, which must not start with ``-``.
+    ``options`` maps each ``--name`` to how many values it takes (0 or 1). A flag's value is
+    True; an option with a value reads it after ``=`` or from the next argument, which must
+    not start with ``-``.
     """
     token = argv[i]
     name, equals, value = token.partition("=")
-    if name not in OWN_OPTIONS:
-        raise UsageError(f"unknown option {name}; torchbragg's own options are "
-                         + ", ".join(OWN_OPTIONS))
-    if not OWN_OPTIONS[name]:
+    if name not in options:
+        raise UsageError(f"unknown option {name}; {program}'s own options are "
+                         + ", ".join(options))
+    if not options[name]:
         if equals:
             raise UsageError(f"option {name} takes no value, got '{token}'")
         return name, True, 1
@@ -319,13 +321,19 @@ def _own_option(argv: list[str], i: int) -> tuple[str, str | bool, int]:
     return name, argv[i + 1], 2
 
 
-def _extensions(argv: list[str]) -> tuple[list[str], dict]:
-    """Split off torchbragg's own ``--name [value]`` and ``--name=value`` options."""
+def split_own_options(argv: list[str], options: dict | None = None,
+                      program: str = "torchbragg") -> tuple[list[str], dict]:
+    """Split off a program's own ``--name [value]`` and ``--name=value`` options.
+
+    Returns the other arguments in order and {name without dashes, '-' as '_': value};
+    ``options`` defaults to torchbragg's :data:`OWN_OPTIONS`.
+    """
+    options = OWN_OPTIONS if options is None else options
     rest, ext = [], {}
     i = 0
     while i < len(argv):
         if argv[i].startswith("--"):
-            name, value, taken = _own_option(argv, i)
+            name, value, taken = _own_option(argv, i, options, program)
             ext[name[2:].replace("-", "_")] = value
             i += taken
             continue
@@ -403,7 +411,7 @@ def parse_args(argv: list[str], read_headers=None) -> ParsedArgs:
         For a malformed value, a missing value, or (unless ``--allow-unknown``) an option
         the C program would silently ignore.
     """
-    argv, ext = _extensions(list(argv))
+    argv, ext = split_own_options(list(argv))
     st = CState()
     apply_output_options(st, ext)
     messages = _prescan_headers(argv, st, read_headers)

@@ -155,11 +155,12 @@ def prepare(spec: DatasetSpec, device: str = "cpu") -> Setup:
 
 def _check_facing(panels, config) -> None:
     """Every panel must face the beam in the base's frame (none edge-on)."""
-    beam = np.asarray(config.beam.beam, dtype=np.float64)
-    for p in panels:
-        if abs(float(np.asarray(p.normal) @ beam)) < 1e-3:
-            raise SpecError(f"geometry: panel {p.name} is edge-on to the beam (its file's beam "
-                            "direction is taken along the base's beam)")
+    from torchbragg.panels import edge_on
+
+    panel = edge_on(panels, config.beam.beam)
+    if panel is not None:
+        raise SpecError(f"geometry: panel {panel.name} is edge-on to the beam (its file's "
+                        "beam direction is taken along the base's beam)")
 
 
 MAX_IMAGE_PIXELS = 2 ** 28  # one shot's image (1 GiB of float32)
